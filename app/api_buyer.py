@@ -1,0 +1,320 @@
+"""Buyer API under /api/sales/{sale}: log in, look, grab, see my holds."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+import re
+import time
+from typing import Any
+
+import asyncpg
+import orjson
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app import errors, passwords
+from app.catalog import SaleView
+from app.holds import buyer_holds
+from app.inputs import path_int, read_json_object, text_field
+from app.keys import SaleKeys
+from app.redis_store import Snapshot
+from app.services import Services, services
+from app.sessions import BUYER_COOKIE, BuyerSession
+
+logger = logging.getLogger(__name__)
+
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+MAX_RANKED = 5
+MAX_LOGIN_FAILURES = 5
+LOGIN_FAILURE_WINDOW_SECONDS = 900
+
+DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(content, status, headers, media_type="application/json")
+
+
+async def _view(svc: Services, sale_id: int) -> SaleView:
+    try:
+        return await svc.catalog.view(sale_id)
+    except DB_ERRORS as exc:
+        cached = svc.catalog.cached(sale_id)
+        if cached is not None:
+            return cached
+        logger.error("sale_unreadable", extra={"sale_id": sale_id, "error": repr(exc)})
+        raise errors.ServiceUnavailable(
+            "The sale cannot be read right now; try again in a few seconds."
+        ) from None
+
+
+def _phase(view: SaleView, now: dt.datetime) -> str:
+    sale = view.sale
+    if sale.state == "closed" or now >= sale.closes_at:
+        return "closed"
+    if sale.state == "draft":
+        return "preparing"
+    if sale.state == "paused":
+        return "paused"
+    return "open" if now >= sale.opens_at else "scheduled"
+
+
+async def sale_info(request: Request) -> Response:
+    svc = services(request)
+    view = await _view(svc, path_int(request, "sale"))
+    sale = view.sale
+    zones: dict[str, dict[str, Any]] = {}
+    for space in view.spaces:
+        zone = zones.setdefault(
+            space.zone,
+            {
+                "zone": space.zone,
+                "levels": [],
+                "spaces": 0,
+                "min_fen": None,
+                "max_fen": 0,
+            },
+        )
+        if space.level not in zone["levels"]:
+            zone["levels"].append(space.level)
+        zone["spaces"] += 1
+        zone["min_fen"] = min(zone["min_fen"] or space.price_fen, space.price_fen)
+        zone["max_fen"] = max(zone["max_fen"], space.price_fen)
+    now = dt.datetime.now(dt.UTC)
+    return json_response(
+        {
+            "sale": sale.id,
+            "name": sale.name,
+            "opens_at": sale.opens_at.isoformat(),
+            "closes_at": sale.closes_at.isoformat(),
+            "server_time": now.isoformat(),
+            "server_time_ms": int(now.timestamp() * 1000),
+            "state": _phase(view, now),
+            "limit": sale.buyer_limit,
+            "payment_hours": sale.payment_window.total_seconds() / 3600,
+            "zones": [zones[name] for name in sale.zones if name in zones],
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def list_spaces(request: Request) -> Response:
+    svc = services(request)
+    view = await _view(svc, path_int(request, "sale"))
+    return json_response(view.spaces_json, headers={"Cache-Control": "max-age=5"})
+
+
+class _SnapshotCache:
+    """The last snapshot per sale, shared by the requests of one worker."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, tuple[float, Snapshot]] = {}
+
+
+_snapshots = _SnapshotCache()
+
+
+async def availability(request: Request) -> Response:
+    svc = services(request)
+    sale_id = path_int(request, "sale")
+    now = time.monotonic()
+    cached = _snapshots.entries.get(sale_id)
+    if (
+        cached is not None
+        and now - cached[0] < svc.settings.availability_cache_ms / 1000
+    ):
+        snapshot: Snapshot | None = cached[1]
+    else:
+        try:
+            snapshot = await svc.store.snapshot(sale_id)
+        except RedisError as exc:
+            logger.error(
+                "availability_failed", extra={"sale_id": sale_id, "error": repr(exc)}
+            )
+            raise errors.ServiceUnavailable(
+                "Availability cannot be read right now; try again shortly."
+            ) from None
+        if snapshot is not None:
+            _snapshots.entries[sale_id] = (now, snapshot)
+    if snapshot is None:
+        raise errors.SaleNotOpen(
+            "The sale is not armed yet, so there is no availability to show."
+        )
+    etag = f'"{snapshot.generation}-{snapshot.version}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    view = svc.catalog.cached(sale_id) or await _view(svc, sale_id)
+    count = len(view.spaces)
+    taken = sum(bin(byte).count("1") for byte in snapshot.bitmap)
+    return json_response(
+        {
+            "sale": sale_id,
+            "generation": snapshot.generation,
+            "version": snapshot.version,
+            "state": snapshot.state,
+            "spaces": count,
+            "taken": taken,
+            "free": count - taken,
+            # Bit i (most significant bit first) is 1 when space i is held.
+            "bitmap": base64.b64encode(snapshot.bitmap).decode(),
+        },
+        headers=headers,
+    )
+
+
+async def create_session(request: Request) -> Response:
+    svc = services(request)
+    sale_id = path_int(request, "sale")
+    data = await read_json_object(request, svc.settings.max_body_bytes)
+    number = text_field(data, "registration_no", 32)
+    code = text_field(data, "access_code", 64)
+    view = await _view(svc, sale_id)
+
+    failures_key = f"{SaleKeys.for_sale(sale_id).meta}:login-failures:{number}"
+    try:
+        failures = int(await svc.redis.get(failures_key) or 0)
+    except RedisError:
+        # Fail open: the attempt limit protects codes, the hash still checks them.
+        failures = 0
+    if failures >= MAX_LOGIN_FAILURES:
+        raise errors.TooManyRequests(
+            "Too many wrong access codes for this registration number; wait 15 "
+            "minutes or ask the sales office."
+        )
+
+    try:
+        row = await svc.pool.fetchrow(
+            """
+            SELECT registration_no, name, access_code_hash, buyer_limit
+            FROM registrants WHERE sale_id = $1 AND registration_no = $2
+            """,
+            sale_id,
+            number,
+        )
+    except DB_ERRORS as exc:
+        logger.error("login_failed_db", extra={"sale_id": sale_id, "error": repr(exc)})
+        raise errors.ServiceUnavailable(
+            "Logging in is not possible right now."
+        ) from None
+    hasher = passwords.access_code_hasher(svc.settings.access_code_memory_kib)
+    stored = row["access_code_hash"] if row else None
+    valid = stored is not None and await asyncio.to_thread(
+        passwords.check, hasher, stored, code
+    )
+    if not valid or row is None:
+        try:
+            async with svc.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(failures_key)
+                pipe.expire(failures_key, LOGIN_FAILURE_WINDOW_SECONDS)
+                await pipe.execute()
+        except RedisError as exc:
+            logger.warning("login_failure_not_counted", extra={"error": repr(exc)})
+        raise errors.Unauthorized(
+            "The registration number or the access code is wrong."
+        )
+
+    session = BuyerSession(sale_id, row["registration_no"])
+    token = svc.buyer_sessions.issue(session)
+    response = json_response(
+        {
+            "token": token,
+            "sale": sale_id,
+            "registration_no": row["registration_no"],
+            "name": row["name"],
+            "limit": row["buyer_limit"],
+            "opens_at": view.sale.opens_at.isoformat(),
+        },
+        status=201,
+    )
+    response.set_cookie(
+        BUYER_COOKIE,
+        token,
+        max_age=svc.settings.session_ttl_seconds,
+        httponly=True,
+        samesite="strict",
+        path="/",
+    )
+    return response
+
+
+def _requested_labels(data: dict[str, Any]) -> list[str]:
+    if ("space" in data) == ("spaces" in data):
+        raise errors.BadRequest(
+            'Send either "space" with one label or "spaces" with a ranked list.'
+        )
+    if "space" in data:
+        labels = [data["space"]]
+    else:
+        labels = data["spaces"]
+        if not isinstance(labels, list) or not 1 <= len(labels) <= MAX_RANKED:
+            raise errors.BadRequest(
+                f'"spaces" must be a list of 1 to {MAX_RANKED} labels.', field="spaces"
+            )
+    for label in labels:
+        if not isinstance(label, str) or not _LABEL.fullmatch(label):
+            raise errors.BadRequest(
+                f"{label!r} is not a space label such as 'E-108'.", field="spaces"
+            )
+    if len(set(labels)) != len(labels):
+        raise errors.BadRequest("The list names a space twice.", field="spaces")
+    return labels
+
+
+async def grab(request: Request) -> Response:
+    svc = services(request)
+    sale_id = path_int(request, "sale")
+    session = svc.buyer_sessions.read(request, sale_id)
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        raise errors.BadRequest(
+            "The Idempotency-Key header is missing; send a new random value per "
+            "click and the same value when retrying."
+        )
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise errors.BadRequest(
+            "The Idempotency-Key header must be 1 to 100 letters, digits, '.', "
+            "'_', ':' or '-'."
+        )
+    data = await read_json_object(request, svc.settings.max_body_bytes)
+    labels = _requested_labels(data)
+    answer = await svc.grabs.grab(sale_id, session.registration_no, key, labels)
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return json_response(answer.body, answer.status, headers)
+
+
+async def my_holds(request: Request) -> Response:
+    svc = services(request)
+    sale_id = path_int(request, "sale")
+    session = svc.buyer_sessions.read(request, sale_id)
+    try:
+        holds = await buyer_holds(svc.pool, sale_id, session.registration_no)
+    except DB_ERRORS as exc:
+        logger.error("my_holds_failed", extra={"sale_id": sale_id, "error": repr(exc)})
+        raise errors.ServiceUnavailable(
+            "Your holds cannot be read right now; a space you won stays yours. "
+            "Try again in a few seconds."
+        ) from None
+    return json_response(
+        {"sale": sale_id, "registration_no": session.registration_no, "holds": holds},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+routes = [
+    Route("/api/sales/{sale}", sale_info, methods=["GET"]),
+    Route("/api/sales/{sale}/session", create_session, methods=["POST"]),
+    Route("/api/sales/{sale}/spaces", list_spaces, methods=["GET"]),
+    Route("/api/sales/{sale}/availability", availability, methods=["GET"]),
+    Route("/api/sales/{sale}/holds", grab, methods=["POST"]),
+    Route("/api/sales/{sale}/holds/mine", my_holds, methods=["GET"]),
+]

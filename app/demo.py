@@ -1,0 +1,131 @@
+"""`parking-sale demo`: a realistic sale on embedded servers, ready to grab.
+
+Without REDIS_URL and DATABASE_URL it starts its own redis-server and
+Postgres in a throwaway folder, then loads a demo sale through the same code
+as the import commands, arms it to open shortly, and serves it. Ctrl-C stops
+the service and every server it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+from app import arming, database, demo_data, imports, sales
+from app.embedded import EmbeddedServers
+from app.operations import connect, serve
+from app.sales import Sale
+from app.settings import Settings
+
+
+async def prepare_sale(
+    settings: Settings,
+    folder: Path,
+    opens_in_seconds: float,
+    duration_minutes: float,
+    registrants: int = 1000,
+    per_zone_level: int = 60,
+) -> tuple[Sale, Path]:
+    """Create, import and arm a demo sale; return it and the registrants file."""
+    spaces_file, people_file = demo_data.write_demo_files(
+        folder, registrants, per_zone_level
+    )
+    async with connect(settings) as (pool, client):
+        async with pool.acquire() as connection:
+            await database.migrate(connection)
+        opens_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=opens_in_seconds)
+        sale = await sales.create_sale(
+            pool,
+            name="Riverside Gardens parking launch",
+            zones=list(demo_data.ZONES),
+            opens_at=opens_at,
+            closes_at=opens_at + dt.timedelta(minutes=duration_minutes),
+            buyer_limit=1,
+            payment_hours=48,
+        )
+        async with pool.acquire() as connection:
+            await imports.import_spaces(connection, sale, spaces_file.read_text())
+            await imports.import_registrants(
+                connection,
+                sale,
+                people_file.read_text(),
+                settings.access_code_memory_kib,
+            )
+        sale = await arming.arm_sale(pool, client, sale.id)
+    return sale, people_file
+
+
+def _print_welcome(sale: Sale, people_file: Path, url: str) -> None:
+    with people_file.open(encoding="utf-8") as file:
+        logins = list(csv.DictReader(file))[:3]
+    first = logins[0]
+    shown = ", ".join(f"{r['registration_no']}/{r['access_code']}" for r in logins)
+    login = (
+        f'{{"registration_no": "{first["registration_no"]}", '
+        f'"access_code": "{first["access_code"]}"}}'
+    )
+    base = f"{url}/api/sales/{sale.id}"
+    print(
+        f"""
+Demo sale {sale.id} "{sale.name}" opens at {sale.opens_at.astimezone():%H:%M:%S}
+and closes at {sale.closes_at.astimezone():%H:%M:%S}.
+Service:           {url}
+Registrants' file: {people_file}  (registration number and access code per row)
+Some logins:       {shown}
+
+Try it with curl:
+  TOKEN=$(curl -s -X POST {base}/session \\
+    -d '{login}' \\
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  curl -s {base}
+  curl -s -X POST {base}/holds -H "Authorization: Bearer $TOKEN" \\
+    -H "Idempotency-Key: $(date +%s%N)" -d '{{"space": "E-108"}}'
+  curl -s {base}/holds/mine -H "Authorization: Bearer $TOKEN"
+
+Press Ctrl-C to stop the service and the servers it started.
+""",
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    servers: EmbeddedServers | None = None
+    if not settings.redis_url or not settings.database_url:
+        servers = EmbeddedServers(args.data_dir)
+        servers.start()
+        settings = settings.with_urls(servers.redis.url, servers.postgres.url)
+        os.environ["REDIS_URL"] = servers.redis.url
+        os.environ["DATABASE_URL"] = servers.postgres.url
+    if settings.secret_key is None:
+        os.environ["PARKING_SECRET_KEY"] = secrets.token_urlsafe(32)
+    try:
+        folder = args.data_dir or (
+            servers.folder
+            if servers
+            else Path(tempfile.mkdtemp(prefix="parking-demo-"))
+        )
+        sale, people_file = asyncio.run(
+            prepare_sale(
+                settings,
+                Path(folder) / "csv",
+                args.opens_in,
+                args.duration_minutes,
+                args.registrants,
+            )
+        )
+        port = args.port if args.port is not None else settings.port
+        _print_welcome(sale, people_file, f"http://{settings.host}:{port}")
+        serve(
+            argparse.Namespace(host=None, port=port, workers=args.workers),
+            settings,
+        )
+    finally:
+        if servers is not None:
+            servers.stop()
+    return 0

@@ -1,0 +1,70 @@
+"""Reading request bodies and parameters with limits and precise errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from app.errors import BadRequest, PayloadTooLarge
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """Return the body, refusing one over `max_bytes` before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("The Content-Length header is not a number.")
+        if int(declared) > max_bytes:
+            raise PayloadTooLarge(f"The body must be at most {max_bytes} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"The body must be at most {max_bytes} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """Return the body as a JSON object or raise `BadRequest` saying why not."""
+    body = await read_body(request, max_bytes)
+    if not body:
+        raise BadRequest("The body is empty; send a JSON object.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return data
+
+
+def text_field(data: dict[str, Any], name: str, max_length: int = 200) -> str:
+    """Return a required, non-empty string field or raise `BadRequest`."""
+    value = data.get(name)
+    if value is None:
+        raise BadRequest(f"The field {name!r} is missing.", field=name)
+    if not isinstance(value, str):
+        raise BadRequest(f"The field {name!r} must be a string.", field=name)
+    value = value.strip()
+    if not value:
+        raise BadRequest(f"The field {name!r} is empty.", field=name)
+    if len(value) > max_length:
+        raise BadRequest(
+            f"The field {name!r} must have at most {max_length} characters.",
+            field=name,
+        )
+    return value
+
+
+def path_int(request: Request, name: str) -> int:
+    """Return an integer path parameter or raise `BadRequest`."""
+    raw = request.path_params[name]
+    if isinstance(raw, int):
+        return raw
+    if not str(raw).isdigit() or len(str(raw)) > 18:
+        raise BadRequest(f"{name} must be a positive whole number, got {raw!r}.")
+    return int(raw)

@@ -1,0 +1,176 @@
+"""The persister: drains each armed sale's grant stream into Postgres.
+
+It reads through the consumer group "persister", records each batch of
+grants with one idempotent insert, and acknowledges only after the commit.
+Entries left pending by a consumer that died are claimed after
+`claim_idle_ms` and recorded again, which is harmless because the insert is
+keyed by hold id. While Postgres is down it retries with a growing pause and
+grabbing goes on; the backlog drains when Postgres returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.arming import GROUP, ensure_group
+from app.holds import Grant, record_grants
+from app.keys import ARMED_SALES, SaleKeys
+from app.types import DbPool
+
+logger = logging.getLogger(__name__)
+
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+# What a store that is down or restarting raises; anything else is a bug.
+STORE_ERRORS = (
+    RedisError,
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+
+def _stream_entries(reply: Any) -> list[StreamEntry]:
+    """Return the entries of an XREADGROUP reply for one stream (RESP2 shape)."""
+    if not reply:
+        return []
+    entries: list[StreamEntry] = reply[0][1]
+    return entries
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def parse_entry(sale_id: int, fields: dict[bytes, bytes]) -> Grant:
+    return Grant(
+        hold_id=fields[b"hold"].decode(),
+        sale_id=sale_id,
+        label=fields[b"label"].decode(),
+        registration_no=fields[b"buyer"].decode(),
+        granted_ms=int(fields[b"granted_ms"]),
+        deadline_ms=int(fields[b"deadline_ms"]),
+    )
+
+
+class Persister:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        pool: DbPool,
+        consumer: str | None = None,
+        batch_size: int = 500,
+        claim_idle_ms: int = 5000,
+    ) -> None:
+        self.client = client
+        self.pool = pool
+        self.consumer = consumer or consumer_name()
+        self.batch_size = batch_size
+        self.claim_idle_ms = claim_idle_ms
+        self.recorded = 0
+
+    async def _record(self, sale_id: int, entries: Sequence[StreamEntry]) -> int:
+        """Record entries in Postgres, then acknowledge those that are there."""
+        keys = SaleKeys.for_sale(sale_id)
+        grants = [parse_entry(sale_id, fields) for _, fields in entries]
+        present = await record_grants(self.pool, sale_id, grants)
+        done = [
+            entry_id
+            for (entry_id, _), grant in zip(entries, grants, strict=True)
+            if grant.hold_id in present
+        ]
+        if len(done) < len(entries):
+            missing = [g.hold_id for g in grants if g.hold_id not in present]
+            logger.error(
+                "grants_not_recordable",
+                extra={"sale_id": sale_id, "holds": missing},
+            )
+        if done:
+            await self.client.xack(keys.grants, GROUP, *done)
+        self.recorded += len(done)
+        return len(done)
+
+    async def drain_sale(self, sale_id: int, block_ms: int | None = None) -> int:
+        """Record every grant of one sale that is waiting; return how many."""
+        keys = SaleKeys.for_sale(sale_id)
+        await ensure_group(self.client, keys)
+        total = 0
+
+        # Entries another consumer read but never acknowledged.
+        start = "0-0"
+        while True:
+            claimed = await self.client.xautoclaim(
+                keys.grants,
+                GROUP,
+                self.consumer,
+                min_idle_time=self.claim_idle_ms,
+                start_id=start,
+                count=self.batch_size,
+            )
+            start, entries = claimed[0], claimed[1]
+            if entries:
+                total += await self._record(sale_id, entries)
+            if start in (b"0-0", "0-0"):
+                break
+
+        # Entries this consumer read earlier without acknowledging them. The
+        # loop stops when a batch records nothing, so an entry that cannot be
+        # recorded is logged once per pass instead of spinning here.
+        while True:
+            pending = await self.client.xreadgroup(
+                GROUP, self.consumer, {keys.grants: "0"}, count=self.batch_size
+            )
+            entries = _stream_entries(pending)
+            recorded = await self._record(sale_id, entries) if entries else 0
+            total += recorded
+            if recorded == 0:
+                break
+
+        while True:
+            fresh = await self.client.xreadgroup(
+                GROUP,
+                self.consumer,
+                {keys.grants: ">"},
+                count=self.batch_size,
+                block=block_ms,
+            )
+            entries = _stream_entries(fresh)
+            if not entries:
+                return total
+            total += await self._record(sale_id, entries)
+            block_ms = None
+
+    async def drain_all(self) -> int:
+        """Drain every armed sale once; return how many grants were recorded."""
+        total = 0
+        for member in await self.client.smembers(ARMED_SALES):
+            total += await self.drain_sale(int(member))
+        return total
+
+    async def run(self, idle_sleep: float = 0.05) -> None:
+        """Drain forever; retry with a growing pause while a store is down."""
+        logger.info("persister_started", extra={"consumer": self.consumer})
+        backoff = 0.1
+        while True:
+            try:
+                recorded = await self.drain_all()
+                backoff = 0.1
+                if not recorded:
+                    await asyncio.sleep(idle_sleep)
+            except STORE_ERRORS as exc:
+                logger.warning(
+                    "persister_retrying",
+                    extra={"error": repr(exc), "retry_in_s": backoff},
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,142 @@
+"""Sales, spaces and registrants as stored in Postgres."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import asyncpg
+
+from app.errors import BadRequest, UnknownSale
+from app.types import DbExecutor
+
+KINDS = ("standard", "large", "ev_charging", "tandem")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sale:
+    id: int
+    name: str
+    zones: tuple[str, ...]
+    opens_at: dt.datetime
+    closes_at: dt.datetime
+    buyer_limit: int
+    payment_window: dt.timedelta
+    state: str
+    generation: int
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> Sale:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            zones=tuple(row["zones"]),
+            opens_at=row["opens_at"],
+            closes_at=row["closes_at"],
+            buyer_limit=row["buyer_limit"],
+            payment_window=row["payment_window"],
+            state=row["state"],
+            generation=row["generation"],
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Space:
+    id: int
+    position: int
+    label: str
+    zone: str
+    level: str
+    kind: str
+    price_fen: int
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> Space:
+        return cls(
+            id=row["id"],
+            position=row["position"],
+            label=row["label"],
+            zone=row["zone"],
+            level=row["level"],
+            kind=row["kind"],
+            price_fen=row["price_fen"],
+        )
+
+
+def validate_sale_fields(
+    name: str,
+    zones: list[str],
+    opens_at: dt.datetime,
+    closes_at: dt.datetime,
+    buyer_limit: int,
+    payment_hours: float,
+) -> None:
+    """Raise `BadRequest` naming the first field that is not acceptable."""
+    if not name.strip() or len(name) > 200:
+        raise BadRequest("name must have 1 to 200 characters.", field="name")
+    if not zones or any(not zone.strip() or len(zone) > 16 for zone in zones):
+        raise BadRequest(
+            "zones must list at least one zone of 1 to 16 characters, "
+            "for example A,B,C.",
+            field="zones",
+        )
+    if len(set(zones)) != len(zones):
+        raise BadRequest("zones must not repeat a zone.", field="zones")
+    if opens_at.tzinfo is None or closes_at.tzinfo is None:
+        raise BadRequest("opens_at and closes_at need a time zone.", field="opens_at")
+    if closes_at <= opens_at:
+        raise BadRequest("closes_at must be later than opens_at.", field="closes_at")
+    if not 1 <= buyer_limit <= 100:
+        raise BadRequest(
+            f"limit must be between 1 and 100, got {buyer_limit}.", field="limit"
+        )
+    if not 0 < payment_hours <= 24 * 90:
+        raise BadRequest(
+            f"payment_hours must be above 0 and at most 2160, got {payment_hours}.",
+            field="payment_hours",
+        )
+
+
+async def create_sale(
+    db: DbExecutor,
+    name: str,
+    zones: list[str],
+    opens_at: dt.datetime,
+    closes_at: dt.datetime,
+    buyer_limit: int = 1,
+    payment_hours: float = 48.0,
+) -> Sale:
+    """Insert a sale in state draft; raises `BadRequest` on a bad field."""
+    validate_sale_fields(name, zones, opens_at, closes_at, buyer_limit, payment_hours)
+    row = await db.fetchrow(
+        """
+        INSERT INTO sales (name, zones, opens_at, closes_at, buyer_limit,
+                           payment_window)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        RETURNING *
+        """,
+        name.strip(),
+        [zone.strip() for zone in zones],
+        opens_at,
+        closes_at,
+        buyer_limit,
+        dt.timedelta(hours=payment_hours),
+    )
+    assert row is not None
+    return Sale.from_record(row)
+
+
+async def get_sale(db: DbExecutor, sale_id: int) -> Sale:
+    """Return the sale or raise `UnknownSale`."""
+    row = await db.fetchrow("SELECT * FROM sales WHERE id = $1", sale_id)
+    if row is None:
+        raise UnknownSale(f"Sale {sale_id} does not exist.")
+    return Sale.from_record(row)
+
+
+async def list_spaces(db: DbExecutor, sale_id: int) -> list[Space]:
+    """Return the sale's spaces in bitmap order."""
+    rows = await db.fetch(
+        "SELECT * FROM spaces WHERE sale_id = $1 ORDER BY position", sale_id
+    )
+    return [Space.from_record(row) for row in rows]

@@ -1,0 +1,166 @@
+"""The Starlette application: wiring, lifespan, and the error mapping.
+
+`create_app()` is the uvicorn factory. On start-up it connects to Redis and
+Postgres, loads the Lua scripts and, unless disabled, runs the persister in
+the background; on shutdown it stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import api_buyer, scripts
+from app.api_buyer import json_response
+from app.catalog import Catalog
+from app.database import create_pool
+from app.errors import AppError
+from app.grabbing import GrabService
+from app.logs import request_id
+from app.persister import Persister
+from app.ratelimit import TokenBuckets
+from app.redis_store import RedisStore
+from app.services import Services
+from app.sessions import BuyerSessions
+from app.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+
+class RequestIdMiddleware:
+    """Give each request an id, in the logs and in the X-Request-ID header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        current = uuid.uuid4().hex[:16]
+        token = request_id.set(current)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", current.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
+
+
+async def on_app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    headers = None
+    if exc.status == 429 and "retry_after" in exc.details:
+        headers = {"Retry-After": str(max(1, round(exc.details["retry_after"])))}
+    return json_response(exc.body(), exc.status, headers)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return json_response(
+        {"error": codes.get(exc.status_code, "http_error"), "message": exc.detail},
+        exc.status_code,
+        dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.error("request_failed", exc_info=exc, extra={"path": request.url.path})
+    return json_response(
+        {
+            "error": "internal_error",
+            "message": "Something went wrong on our side; the request id is "
+            f"{request_id.get()}.",
+        },
+        500,
+    )
+
+
+async def start_services(settings: Settings) -> Services:
+    """Connect to both stores; raise `RuntimeError` when a URL is missing."""
+    if not settings.redis_url or not settings.database_url:
+        raise RuntimeError("REDIS_URL and DATABASE_URL must both be set to serve")
+    secret = settings.secret_key
+    if secret is None:
+        secret = secrets.token_urlsafe(32)
+        logger.warning("secret_key_generated", extra={"hint": "set PARKING_SECRET_KEY"})
+    client = aioredis.Redis.from_url(
+        settings.redis_url, max_connections=512, health_check_interval=30
+    )
+    await scripts.load_all(client)
+    pool = await create_pool(settings.database_url, min_size=2, max_size=20)
+    store = RedisStore(client, settings.idempotency_ttl_seconds)
+    catalog = Catalog(pool)
+    grabs = GrabService(
+        store,
+        pool,
+        catalog,
+        TokenBuckets(settings.rate_per_second, settings.rate_burst),
+        settings.postgres_timeout_seconds,
+    )
+    return Services(
+        settings=settings,
+        redis=client,
+        pool=pool,
+        store=store,
+        catalog=catalog,
+        grabs=grabs,
+        buyer_sessions=BuyerSessions(secret, settings.session_ttl_seconds),
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the application; settings default to the environment's."""
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = await start_services(settings)
+        app.state.services = svc
+        tasks: list[asyncio.Task[None]] = []
+        if settings.run_persister:
+            tasks.append(asyncio.create_task(Persister(svc.redis, svc.pool).run()))
+        logger.info("service_started")
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            logger.info("service_stopping", extra={"grab_outcomes": svc.grabs.outcomes})
+            await svc.pool.close()
+            await svc.redis.aclose()
+
+    app = Starlette(
+        routes=[*api_buyer.routes],
+        lifespan=lifespan,
+        exception_handlers={
+            AppError: on_app_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected_error,
+        },
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app
