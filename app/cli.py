@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from app import demo, operations
+from app import demo, operations, verify
 from app.errors import AppError, ImportRejected
 from app.logs import configure_logging
 from app.settings import Settings, SettingsError, load_settings
@@ -90,6 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     reconcile = commands.add_parser("reconcile", help="compare Redis and Postgres")
     reconcile.add_argument("sale", type=int, help="sale id")
 
+    verify_command = commands.add_parser(
+        "verify", help="check a sale's invariants after a launch or a load test"
+    )
+    verify_command.add_argument("sale", type=int, help="sale id")
+    verify_command.add_argument(
+        "--responses",
+        type=Path,
+        action="append",
+        help="JSON-lines file of the holds that clients received in 201/202 "
+        "responses, or a folder of *.jsonl files; repeatable",
+    )
+
     demo_command = commands.add_parser(
         "demo", help="run the service with a demo sale on embedded servers"
     )
@@ -127,6 +139,7 @@ COMMANDS: dict[str, Command] = {
     "arm": operations.arm,
     "persist": operations.persist,
     "reconcile": operations.reconcile,
+    "verify": verify.run,
     "demo": demo.run,
 }
 

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from app.arming import GROUP
 from app.keys import SaleKeys
-from app.types import DbPool
+from app.types import DbExecutor
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def reconcile(pool: DbPool, client: aioredis.Redis, sale_id: int) -> Report:
+async def reconcile(pool: DbExecutor, client: aioredis.Redis, sale_id: int) -> Report:
     """Compare both stores for one sale and list every difference found."""
     keys = SaleKeys.for_sale(sale_id)
     differences: list[str] = []
