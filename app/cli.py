@@ -85,7 +85,19 @@ def _parser() -> argparse.ArgumentParser:
         help="re-arm a sale that has already opened (pauses it while loading)",
     )
 
-    commands.add_parser("persist", help="run the persister on its own")
+    persist = commands.add_parser("persist", help="run the persister on its own")
+    persist.add_argument(
+        "--batch-size",
+        type=int,
+        default=500,
+        help="grants read and recorded per transaction (default 500)",
+    )
+    persist.add_argument(
+        "--claim-idle-ms",
+        type=int,
+        default=5000,
+        help="claim grants another consumer has left unacknowledged this long",
+    )
 
     reconcile = commands.add_parser("reconcile", help="compare Redis and Postgres")
     reconcile.add_argument("sale", type=int, help="sale id")

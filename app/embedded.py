@@ -79,25 +79,19 @@ class EmbeddedRedis:
                 "redis-server) or set REDIS_URL"
             )
         self.folder.mkdir(parents=True, exist_ok=True)
-        command = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.folder),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--logfile",
-            str(self.folder / "redis.log"),
-        ]
+        options = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "dir": str(self.folder),
+            "appendonly": "yes",
+            "appendfsync": "always",
+            "save": "",
+            "daemonize": "no",
+            "logfile": str(self.folder / "redis.log"),
+        }
+        command = [binary]
+        for name, value in options.items():
+            command += [f"--{name}", value]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         _wait_for_port(self.port, self.process, "redis-server")
         logger.info("embedded_redis_started", extra={"port": self.port})

@@ -144,7 +144,12 @@ async def arm(args: argparse.Namespace, settings: Settings) -> int:
 
 async def persist(args: argparse.Namespace, settings: Settings) -> int:
     async with connect(settings) as (pool, client):
-        await Persister(client, pool).run()
+        await Persister(
+            client,
+            pool,
+            batch_size=args.batch_size,
+            claim_idle_ms=args.claim_idle_ms,
+        ).run()
     return 0
 
 
