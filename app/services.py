@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from app.catalog import Catalog
 from app.grabbing import GrabService
+from app.hold_refs import HoldRefs
 from app.redis_store import RedisStore
 from app.sessions import BuyerSessions
 from app.settings import Settings
@@ -24,6 +25,7 @@ class Services:
     catalog: Catalog
     grabs: GrabService
     buyer_sessions: BuyerSessions
+    hold_refs: HoldRefs
 
 
 def services(request: Request) -> Services:

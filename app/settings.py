@@ -16,6 +16,10 @@ from starlette.config import Config, EnvironError
 T = TypeVar("T", int, float)
 
 
+# Shown to buyers as where to pay; each deployment sets its own.
+DEMO_SALES_OFFICE = "Sales office, Riverside Gardens, 1 Riverside Road (demo address)"
+
+
 class SettingsError(ValueError):
     """A variable is set to a value that cannot be used."""
 
@@ -43,6 +47,7 @@ class Settings:
     availability_cache_ms: int
     access_code_memory_kib: int
     staff_session_ttl_seconds: int
+    sales_office_address: str
 
     def with_urls(self, redis_url: str, database_url: str) -> Settings:
         """Return a copy that points at the given servers."""
@@ -71,6 +76,15 @@ def _choice(config: Config, name: str, default: str, choices: tuple[str, ...]) -
 def _optional(config: Config, name: str) -> str | None:
     value = config(name, default="")
     return value or None
+
+
+def _text(config: Config, name: str, default: str, max_length: int) -> str:
+    value = config(name, default=default).strip()
+    if not 1 <= len(value) <= max_length:
+        raise SettingsError(
+            f"{name} must have 1 to {max_length} characters, got {len(value)}"
+        )
+    return value
 
 
 def _flag(config: Config, name: str, default: bool) -> bool:
@@ -136,6 +150,9 @@ def load_settings(
             ),
             staff_session_ttl_seconds=_ranged(
                 config, "PARKING_STAFF_SESSION_TTL_SECONDS", int, 28800, 60, 604800
+            ),
+            sales_office_address=_text(
+                config, "PARKING_SALES_OFFICE_ADDRESS", DEMO_SALES_OFFICE, 300
             ),
         )
     except EnvironError as exc:

@@ -21,12 +21,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import api_buyer, scripts
+from app import api_buyer, pages_buyer, scripts
 from app.api_buyer import json_response
 from app.catalog import Catalog
 from app.database import create_pool
 from app.errors import AppError
 from app.grabbing import GrabService
+from app.hold_refs import HoldRefs
 from app.logs import request_id
 from app.persister import Persister
 from app.ratelimit import TokenBuckets
@@ -34,6 +35,7 @@ from app.redis_store import RedisStore
 from app.services import Services
 from app.sessions import BuyerSessions
 from app.settings import Settings, load_settings
+from app.templating import static_files
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +128,7 @@ async def start_services(settings: Settings) -> Services:
         catalog=catalog,
         grabs=grabs,
         buyer_sessions=BuyerSessions(secret, settings.session_ttl_seconds),
+        hold_refs=HoldRefs(secret),
     )
 
 
@@ -154,7 +157,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await svc.redis.aclose()
 
     app = Starlette(
-        routes=[*api_buyer.routes],
+        routes=[*api_buyer.routes, *pages_buyer.routes, static_files],
         lifespan=lifespan,
         exception_handlers={
             AppError: on_app_error,
