@@ -1,0 +1,135 @@
+"""The command line against the real servers: set up a sale, see errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from app.settings import Settings
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    assert settings.redis_url and settings.database_url
+    environ = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "DATABASE_URL": settings.database_url,
+        "PARKING_ACCESS_CODE_MEMORY_KIB": "64",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_sets_up_and_arms_sale(settings: Settings, tmp_path: Path) -> None:
+    spaces = tmp_path / "spaces.csv"
+    spaces.write_text("label,zone,level,kind,price_yuan\nE-108,E,B1,standard,10800\n")
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "registration_no,name,phone,access_code,limit\nR1,王伟,13800001234,123456,1\n"
+    )
+
+    created = cli(
+        settings,
+        "create-sale",
+        "--name=CLI sale",
+        "--zones=E",
+        "--opens-in=3600",
+    )
+    sale = created.stdout.strip()
+    imported = cli(settings, "import-spaces", sale, str(spaces))
+    registered = cli(settings, "import-registrants", sale, str(people))
+    armed = cli(settings, "arm", sale)
+    reconciled = cli(settings, "reconcile", sale)
+
+    assert created.returncode == 0, created.stderr
+    assert sale.isdigit()
+    assert imported.returncode == 0
+    assert "imported 1 spaces" in imported.stdout
+    assert registered.returncode == 0
+    assert armed.returncode == 0, armed.stderr
+    assert "armed" in armed.stdout
+    assert reconciled.returncode == 0
+    assert "agree" in reconciled.stdout
+
+
+def test_cli_import_lists_bad_lines(settings: Settings, tmp_path: Path) -> None:
+    sale = cli(
+        settings, "create-sale", "--name=Bad", "--zones=A", "--opens-in=60"
+    ).stdout.strip()
+    spaces = tmp_path / "spaces.csv"
+    spaces.write_text(
+        "label,zone,level,kind,price_yuan\n"
+        "A-1,A,B1,standard,100\n"
+        "A-2,Q,B1,standard,100\n"
+        "A-3,A,B1,standard,free\n"
+    )
+
+    result = cli(settings, "import-spaces", sale, str(spaces))
+
+    assert result.returncode == 1
+    assert "nothing was imported" in result.stderr
+    assert "line 3 (zone)" in result.stderr
+    assert "line 4 (price_yuan)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_missing_file(settings: Settings) -> None:
+    result = cli(settings, "import-spaces", "1", "/nonexistent/spaces.csv")
+
+    assert result.returncode == 1
+    assert "cannot read /nonexistent/spaces.csv" in result.stderr
+
+
+def test_cli_unknown_sale(settings: Settings) -> None:
+    result = cli(settings, "arm", "987654")
+
+    assert result.returncode == 1
+    assert "Sale 987654 does not exist" in result.stderr
+
+
+def test_cli_bad_sale_fields(settings: Settings) -> None:
+    result = cli(
+        settings, "create-sale", "--name=X", "--zones=A", "--opens-in=1", "--limit=0"
+    )
+
+    assert result.returncode == 1
+    assert "limit must be between 1 and 100" in result.stderr
+
+
+def test_cli_needs_urls() -> None:
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "migrate"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "REDIS_URL and DATABASE_URL must be set" in result.stderr
+
+
+def test_cli_bad_setting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "migrate"],
+        env={**os.environ, "PARKING_PORT": "x"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "PARKING_PORT" in result.stderr
