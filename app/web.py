@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import api_buyer, pages_buyer, scripts
+from app import api_buyer, health, pages_buyer, scripts
 from app.api_buyer import json_response
 from app.catalog import Catalog
 from app.database import create_pool
@@ -157,7 +157,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await svc.redis.aclose()
 
     app = Starlette(
-        routes=[*api_buyer.routes, *pages_buyer.routes, static_files],
+        routes=[*health.routes, *api_buyer.routes, *pages_buyer.routes, static_files],
         lifespan=lifespan,
         exception_handlers={
             AppError: on_app_error,
