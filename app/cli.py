@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from app import demo, operations, verify
+from app import demo, loadtest_runner, office_commands, operations, verify
 from app.errors import AppError, ImportRejected
 from app.logs import configure_logging
 from app.settings import Settings, SettingsError, load_settings
@@ -114,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         "responses, or a folder of *.jsonl files; repeatable",
     )
 
+    loadtest_command = commands.add_parser(
+        "loadtest",
+        help="rehearse a launch: prepare a sale, serve it, run Locust, verify",
+    )
+    loadtest_runner.add_arguments(loadtest_command)
+
     demo_command = commands.add_parser(
         "demo", help="run the service with a demo sale on embedded servers"
     )
@@ -139,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="keep the demo's servers and CSV files in this folder",
     )
+    office_commands.add_parsers(commands)
     return parser
 
 
@@ -152,6 +159,10 @@ COMMANDS: dict[str, Command] = {
     "persist": operations.persist,
     "reconcile": operations.reconcile,
     "verify": verify.run,
+    "add-staff": office_commands.add_staff,
+    "expire": office_commands.expire,
+    "verify-audit": office_commands.verify_audit,
+    "loadtest": loadtest_runner.run,
     "demo": demo.run,
 }
 

@@ -1,0 +1,305 @@
+"""`parking-sale loadtest`: rehearse a launch on loopback and verify it.
+
+One command prepares a sale of the chosen size with its registrants, on
+embedded Redis and Postgres unless REDIS_URL and DATABASE_URL are set. It
+arms the sale to open once every buyer has had time to log in, and starts
+`parking-sale serve` with N workers unless `--target` names a running
+service. Then it runs the Locust scenario in `loadtest/locustfile.py`
+headless, and finally the verifier on the sale. The HTML report, the CSV
+statistics, the holds received in responses and the verifier's report go
+to the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import importlib.util
+import ipaddress
+import math
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from app.demo import prepare_sale
+from app.embedded import EmbeddedServers, free_port
+from app.operations import CommandError, connect
+from app.reconcile import reconcile
+from app.settings import Settings
+from app.verify import format_report, load_responses, verify_sale
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+LOCUSTFILE = REPOSITORY / "loadtest" / "locustfile.py"
+# After the last click: time for the slowest buyer to finish, then Locust stops.
+TAIL_SECONDS = 60.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spaces",
+        type=int,
+        default=600,
+        help="spaces in the sale, rounded up to a multiple of 10 (default 600)",
+    )
+    parser.add_argument(
+        "--buyers", type=int, default=5000, help="registrants and Locust users"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="service worker processes"
+    )
+    parser.add_argument(
+        "--target",
+        help="URL of a running service on loopback; its REDIS_URL and "
+        "DATABASE_URL must be set here too (default: start one)",
+    )
+    parser.add_argument(
+        "--spike-seconds",
+        type=float,
+        default=1.0,
+        help="buyers click within this many seconds after the opening",
+    )
+    parser.add_argument(
+        "--spawn-rate", type=float, default=500.0, help="Locust users started per s"
+    )
+    parser.add_argument(
+        "--lead-seconds",
+        type=float,
+        help="seconds from preparing the sale to its opening "
+        "(default 15 + buyers / spawn rate)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="folder for the reports (default artifacts/loadtest-<time>)",
+    )
+    parser.add_argument(
+        "--locust-config",
+        type=Path,
+        help="Locust config file with more scenario options (poll-seconds, "
+        "shortlist, zipf, misbehaving, max-grabs, seed)",
+    )
+    parser.add_argument(
+        "--access-code-memory-kib",
+        type=int,
+        default=64,
+        help="Argon2 memory per access code of the test registrants, in KiB "
+        "(default 64, so importing and logging in thousands stays cheap)",
+    )
+
+
+def _loopback_url(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise CommandError(
+            f"--target {url!r} is not a loopback address; load tests run only "
+            "against a service on this machine (127.0.0.1, localhost or ::1)"
+        )
+    return url.rstrip("/")
+
+
+@dataclasses.dataclass
+class _Run:
+    args: argparse.Namespace
+    settings: Settings
+    output: Path
+    servers: EmbeddedServers | None = None
+    service: subprocess.Popen[bytes] | None = None
+
+
+def _start_stores(run: _Run) -> None:
+    if run.settings.redis_url and run.settings.database_url:
+        return
+    if run.args.target:
+        raise CommandError(
+            "with --target, set REDIS_URL and DATABASE_URL to the servers that "
+            "the target service uses"
+        )
+    run.servers = EmbeddedServers()
+    run.servers.start()
+    run.settings = run.settings.with_urls(
+        run.servers.redis.url, run.servers.postgres.url
+    )
+
+
+def _wait_for_service(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise CommandError(
+                f"parking-sale serve exited with code {process.returncode}; "
+                "see service.log in the output folder"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise CommandError(f"parking-sale serve did not listen on port {port} in 30 s")
+
+
+def _start_service(run: _Run) -> str:
+    if run.args.target:
+        return _loopback_url(run.args.target)
+    assert run.settings.redis_url and run.settings.database_url
+    port = free_port()
+    environ = {
+        **os.environ,
+        "REDIS_URL": run.settings.redis_url,
+        "DATABASE_URL": run.settings.database_url,
+        "PARKING_SECRET_KEY": run.settings.secret_key or secrets.token_urlsafe(32),
+        "PARKING_LOG_LEVEL": "warning",
+    }
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(run.args.workers)]
+    with open(run.output / "service.log", "ab") as log:
+        run.service = subprocess.Popen(
+            command, env=environ, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+    _wait_for_service(port, run.service)
+    return f"http://127.0.0.1:{port}"
+
+
+def _locust_command(run: _Run, url: str, sale_id: int, people: Path) -> list[str]:
+    args = run.args
+    seconds = math.ceil(args.lead_seconds + args.spike_seconds + TAIL_SECONDS)
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    if args.locust_config:
+        command += ["--config", str(args.locust_config)]
+    command += [
+        "--headless",
+        "--users",
+        str(args.buyers),
+        "--spawn-rate",
+        str(args.spawn_rate),
+        "--run-time",
+        f"{seconds}s",
+        "--stop-timeout",
+        "10",
+        "--host",
+        url,
+        "--html",
+        str(run.output / "report.html"),
+        "--csv",
+        str(run.output / "stats"),
+        "--csv-full-history",
+        "--only-summary",
+        "--sale",
+        str(sale_id),
+        "--registrants",
+        str(people),
+        "--responses-dir",
+        str(run.output / "responses"),
+        "--spike-seconds",
+        str(args.spike_seconds),
+    ]
+    return command
+
+
+def _run_locust(command: list[str], timeout: float) -> int:
+    environ = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    process = subprocess.Popen(command, cwd=REPOSITORY, env=environ)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        print(f"parking-sale: Locust did not stop within {timeout:.0f} s; killed")
+        return 1
+
+
+async def _wait_until_recorded(settings: Settings, sale_id: int) -> None:
+    """Wait up to 30 s for the persister to record every grant of the sale."""
+    async with connect(settings) as (pool, client):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (await reconcile(pool, client, sale_id)).unrecorded_grants == 0:
+                return
+            await asyncio.sleep(0.5)
+
+
+async def _verify(settings: Settings, sale_id: int, output: Path) -> bool:
+    responses = load_responses([output / "responses"])
+    async with connect(settings) as (pool, client):
+        report = await verify_sale(pool, client, sale_id, responses)
+    text = format_report(report)
+    (output / "verify.txt").write_text(text + "\n")
+    print(text, flush=True)
+    return report.passed
+
+
+def _stop(run: _Run) -> None:
+    if run.service is not None and run.service.poll() is None:
+        run.service.send_signal(signal.SIGINT)
+        try:
+            run.service.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            run.service.kill()
+            run.service.wait()
+    if run.servers is not None:
+        run.servers.stop()
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Prepare, serve, load and verify; return 0 only if all went well."""
+    if importlib.util.find_spec("locust") is None or not LOCUSTFILE.exists():
+        raise CommandError(
+            "the load test needs a checkout of the repository with the dev "
+            "extras installed: pip install -e '.[dev]'"
+        )
+    if args.buyers < 1 or args.spaces < 1 or args.spawn_rate <= 0:
+        raise CommandError("--buyers, --spaces and --spawn-rate must be positive")
+    if args.lead_seconds is None:
+        args.lead_seconds = 15 + args.buyers / args.spawn_rate
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    output = args.output or Path("artifacts") / f"loadtest-{stamp}"
+    output.mkdir(parents=True, exist_ok=True)
+    settings = dataclasses.replace(
+        settings, access_code_memory_kib=args.access_code_memory_kib
+    )
+    run = _Run(args, settings, output.resolve())
+
+    try:
+        _start_stores(run)
+        sale, people = asyncio.run(
+            prepare_sale(
+                run.settings,
+                run.output / "csv",
+                opens_in_seconds=args.lead_seconds,
+                duration_minutes=max(10.0, args.lead_seconds / 60 + 5),
+                registrants=args.buyers,
+                per_zone_level=math.ceil(args.spaces / 10),
+            )
+        )
+        print(
+            f"sale {sale.id}: opens at {sale.opens_at.astimezone():%H:%M:%S}, "
+            f"{args.buyers} buyers; reports in {run.output}",
+            flush=True,
+        )
+
+        url = _start_service(run)
+        command = _locust_command(run, url, sale.id, people)
+        locust_code = _run_locust(command, args.lead_seconds + TAIL_SECONDS + 120)
+
+        asyncio.run(_wait_until_recorded(run.settings, sale.id))
+        passed = asyncio.run(_verify(run.settings, sale.id, run.output))
+    finally:
+        _stop(run)
+    if locust_code != 0:
+        print(
+            f"Locust exited with code {locust_code}: some requests got an "
+            "unexpected status; see report.html and stats_failures.csv"
+        )
+    return 0 if passed and locust_code == 0 else 1
