@@ -109,3 +109,54 @@ class ImportRejected(AppError):
     def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
         super().__init__(message, errors=errors)
         self.errors = errors
+
+
+class UnknownHold(NotFound):
+    code = "unknown_hold"
+
+
+class UnknownStaff(NotFound):
+    code = "unknown_staff"
+
+
+class AmountMismatch(AppError):
+    """The amount paid differs from the amount due, without an override."""
+
+    status = 422
+    code = "amount_mismatch"
+
+
+class HoldExpired(Conflict):
+    code = "hold_expired"
+
+
+class HoldCancelled(Conflict):
+    code = "hold_cancelled"
+
+
+class HoldNotPaid(Conflict):
+    code = "hold_not_paid"
+
+
+class HoldSigned(Conflict):
+    code = "hold_signed"
+
+
+class HoldChanged(Conflict):
+    """The hold's status is not the one the caller expected to act on."""
+
+    code = "hold_changed"
+
+
+class AlreadyPaid(Conflict):
+    code = "already_paid"
+
+
+class AlreadySigned(Conflict):
+    code = "already_signed"
+
+
+class DuplicateNumber(Conflict):
+    """A receipt or contract number is already used by another hold."""
+
+    code = "duplicate_number"

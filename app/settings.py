@@ -48,6 +48,8 @@ class Settings:
     access_code_memory_kib: int
     staff_session_ttl_seconds: int
     sales_office_address: str
+    # Password for `parking-sale add-staff` in scripts; kept out of repr.
+    staff_password: str | None = dataclasses.field(default=None, repr=False)
 
     def with_urls(self, redis_url: str, database_url: str) -> Settings:
         """Return a copy that points at the given servers."""
@@ -154,6 +156,7 @@ def load_settings(
             sales_office_address=_text(
                 config, "PARKING_SALES_OFFICE_ADDRESS", DEMO_SALES_OFFICE, 300
             ),
+            staff_password=_optional(config, "PARKING_STAFF_PASSWORD"),
         )
     except EnvironError as exc:
         raise SettingsError(str(exc)) from None

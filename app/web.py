@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import api_buyer, health, pages_buyer, scripts
+from app import api_buyer, api_manage, api_staff, expiry, health, pages_buyer, scripts
 from app.api_buyer import json_response
 from app.catalog import Catalog
 from app.database import create_pool
@@ -143,6 +143,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         tasks: list[asyncio.Task[None]] = []
         if settings.run_persister:
             tasks.append(asyncio.create_task(Persister(svc.redis, svc.pool).run()))
+        if settings.run_expirer:
+            tasks.append(
+                asyncio.create_task(
+                    expiry.run_periodically(
+                        svc.pool, svc.store, settings.expire_interval_seconds
+                    )
+                )
+            )
         logger.info("service_started")
         try:
             yield
@@ -157,7 +165,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await svc.redis.aclose()
 
     app = Starlette(
-        routes=[*health.routes, *api_buyer.routes, *pages_buyer.routes, static_files],
+        routes=[
+            *health.routes,
+            *api_buyer.routes,
+            *api_staff.routes,
+            *api_manage.routes,
+            *pages_buyer.routes,
+            static_files,
+        ],
         lifespan=lifespan,
         exception_handlers={
             AppError: on_app_error,
