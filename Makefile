@@ -16,10 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-# redis-server and the Postgres server programs, from the system's packages.
+# redis-server, the Postgres server programs and Chromium (for the browser
+# tests), from the system's packages.
 system-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	bindir=$$(pg_config --bindir 2>/dev/null); \
 	{ [ -x "$$bindir/initdb" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
 		|| missing="$$missing postgresql"; \

@@ -13,6 +13,9 @@ from app.types import DbExecutor
 
 # Statuses of a hold that still owns its space after the sale.
 LIVE_STATUSES = ("held", "paid", "signed")
+# At most this many stars replace the hidden part, so long values do not
+# show their length and the table stays narrow.
+MAX_STARS = 3
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,22 +33,25 @@ def mask_name(name: str) -> str:
     """Mask a name but for its first character and, from three on, its last.
 
     'Zhang' becomes 'Z***g' and a two-character name keeps only its first.
+    Longer names get no more than `MAX_STARS` stars.
     """
     name = name.strip()
     if len(name) <= 1:
         return "*"
     if len(name) == 2:
         return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
+    return name[0] + "*" * min(len(name) - 2, MAX_STARS) + name[-1]
 
 
 def mask_registration_no(number: str) -> str:
-    """Mask all but the last four characters, so a buyer can find their line.
+    """Replace all but the last four characters with at most `MAX_STARS` stars.
 
-    Numbers of six characters or fewer keep only `len - 3` characters visible.
+    The visible tail lets a buyer find their own line. Numbers of six
+    characters or fewer keep only `len - 3` characters visible.
     """
     visible = 4 if len(number) > 6 else max(0, len(number) - 3)
-    return "*" * (len(number) - visible) + number[len(number) - visible :]
+    stars = min(len(number) - visible, MAX_STARS)
+    return "*" * stars + number[len(number) - visible :]
 
 
 async def sold_spaces(db: DbExecutor, sale_id: int) -> list[SoldSpace]:

@@ -160,6 +160,11 @@
       countdown.textContent = "The sale is open.";
       message.textContent = "";
     }
+    if (state.loggedIn) {
+      const welcome = byId("welcome");
+      const text = welcomeText();
+      if (welcome.textContent !== text) welcome.textContent = text;
+    }
     updateGrabButton();
   }
 
@@ -270,6 +275,7 @@
     const label = button.dataset.label;
     if (taken) state.taken.add(label);
     else state.taken.delete(label);
+    if (!taken) button.classList.remove("mine");
     if (button.classList.contains("mine")) return;
     button.classList.toggle("taken", taken);
     button.disabled = taken;
@@ -363,6 +369,22 @@
     return `Still free: ${shown}${more}. Pick again on the plan below.`;
   }
 
+  function markMine(label) {
+    const button = byLabel.get(label);
+    if (!button) return;
+    markTaken(button, true);
+    button.classList.add("mine");
+    button.querySelector(".state").textContent = "yours";
+  }
+
+  // Spaces of the buyer's live holds, as listed in the "my result" part.
+  function markMineFromResult() {
+    const live = ["held", "paid", "signed"];
+    for (const item of byId("mine").querySelectorAll("li[data-space]")) {
+      if (live.includes(item.dataset.status)) markMine(item.dataset.space);
+    }
+  }
+
   function showWon(hold) {
     const lines = [];
     if (hold.amount_fen !== undefined) lines.push(`Amount: ${yuan(hold.amount_fen)}.`);
@@ -371,12 +393,7 @@
       lines.push("The space is yours and is being recorded; it appears under My result shortly.");
     }
     showResult(false, `You won ${hold.space}!`, lines);
-    const button = byLabel.get(hold.space);
-    if (button) {
-      markTaken(button, true);
-      button.classList.add("mine");
-      button.querySelector(".state").textContent = "yours";
-    }
+    markMine(hold.space);
     state.shortlist = [];
     renderShortlist();
     refreshMine();
@@ -531,7 +548,7 @@
     byId("login").hidden = true;
     byId("buyer").hidden = false;
     byId("who").textContent = `Logged in as ${answer.name} (${answer.registration_no}).`;
-    byId("welcome").textContent = welcomeText();
+    tick();
     byId("buyer-title").focus();
     updateGrabButton();
     refreshMine();
@@ -548,6 +565,7 @@
       const mine = byId("mine");
       mine.innerHTML = await response.text();
       localiseTimes(mine);
+      markMineFromResult();
     } catch {
       // Keep what is shown; the next refresh tries again.
     }
@@ -569,14 +587,11 @@
       button.addEventListener("click", () => toggleShortlist(button.dataset.label));
     }
     loadShortlist();
+    markMineFromResult();
     renderShortlist();
-    if (state.loggedIn) byId("welcome").textContent = welcomeText();
     tick();
     setInterval(tick, 250);
-    measureClock(5).then(() => {
-      if (state.loggedIn) byId("welcome").textContent = welcomeText();
-      setTimeout(refreshSaleInfo, SALE_INFO_MS);
-    });
+    measureClock(5).then(() => setTimeout(refreshSaleInfo, SALE_INFO_MS));
     pollAvailability();
     setInterval(refreshMine, MINE_MS);
   }
