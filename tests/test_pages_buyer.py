@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -160,6 +161,7 @@ def test_results_mask_winners(http: httpx.Client, settings: Settings) -> None:
     assert winner not in response.text
     assert winner[-4:] in response.text
     assert f"***{winner[-4:]}" in response.text
+    assert re.search(r'class="audit-hash">[0-9a-f]{64}<', response.text)
 
 
 def test_static_script_served(http: httpx.Client) -> None:
