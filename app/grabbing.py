@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 
 from app import errors
 from app.catalog import Catalog, SaleView
-from app.holds import Grant, record_grants
+from app.holds import Grant
 from app.ratelimit import TokenBuckets
+from app.recorder import GrantRecorder
 from app.redis_store import GrabReply, RedisStore
 from app.types import DbPool
 
@@ -55,6 +56,7 @@ class GrabService:
         self.catalog = catalog
         self.limiter = limiter
         self.postgres_timeout = postgres_timeout
+        self.recorder = GrantRecorder(pool, flush_timeout=postgres_timeout * 2)
         self.outcomes: dict[str, int] = {}
 
     async def grab(
@@ -111,10 +113,9 @@ class GrabService:
         )
         recorded = False
         try:
-            present = await asyncio.wait_for(
-                record_grants(self.pool, sale_id, [grant]), self.postgres_timeout
+            recorded = await asyncio.wait_for(
+                self.recorder.record(grant), self.postgres_timeout
             )
-            recorded = grant.hold_id in present
         except (
             OSError,
             TimeoutError,

@@ -37,7 +37,7 @@ _INSERT = """
     WITH granted AS (
         SELECT * FROM unnest($2::text[], $3::text[], $4::text[],
                              $5::timestamptz[], $6::timestamptz[])
-            AS g(id, label, registration_no, granted_at, deadline)
+            WITH ORDINALITY AS g(id, label, registration_no, granted_at, deadline, n)
     ), inserted AS (
         INSERT INTO holds (id, sale_id, space_id, registrant_id, granted_at,
                            deadline, price_fen)
@@ -46,6 +46,7 @@ _INSERT = """
         JOIN spaces s ON s.sale_id = $1 AND s.label = g.label
         JOIN registrants r ON r.sale_id = $1
                           AND r.registration_no = g.registration_no
+        ORDER BY g.n
         ON CONFLICT (id) DO NOTHING
         RETURNING id, space_id, registrant_id, granted_at, deadline
     ), audited AS (
@@ -74,6 +75,9 @@ async def record_grants(
     """
     if not grants:
         return set()
+    # One order for every writer: two batches that share holds then wait for
+    # each other instead of deadlocking.
+    grants = sorted(grants, key=lambda g: g.hold_id)
     ids = [g.hold_id for g in grants]
     await db.fetch(
         _INSERT,

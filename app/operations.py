@@ -149,6 +149,7 @@ async def persist(args: argparse.Namespace, settings: Settings) -> int:
             pool,
             batch_size=args.batch_size,
             claim_idle_ms=args.claim_idle_ms,
+            grace_ms=500,
         ).run()
     return 0
 

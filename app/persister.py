@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,17 +72,36 @@ class Persister:
         consumer: str | None = None,
         batch_size: int = 500,
         claim_idle_ms: int = 5000,
+        grace_ms: int = 0,
     ) -> None:
         self.client = client
         self.pool = pool
         self.consumer = consumer or consumer_name()
         self.batch_size = batch_size
         self.claim_idle_ms = claim_idle_ms
+        self.grace_ms = grace_ms
         self.recorded = 0
+
+    async def _let_requests_record(self, entries: Sequence[StreamEntry]) -> None:
+        """Wait until the newest entry is `grace_ms` old.
+
+        The request that won a grant records it itself within moments, so
+        recording very fresh entries here would mostly repeat that work and
+        contend with it for the same rows.
+        """
+        if not self.grace_ms:
+            return
+        entry_id = entries[-1][0]
+        text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        granted_ms = int(text.split("-", 1)[0])
+        age_ms = time.time() * 1000 - granted_ms
+        if age_ms < self.grace_ms:
+            await asyncio.sleep(min(self.grace_ms, self.grace_ms - age_ms) / 1000)
 
     async def _record(self, sale_id: int, entries: Sequence[StreamEntry]) -> int:
         """Record entries in Postgres, then acknowledge those that are there."""
         keys = SaleKeys.for_sale(sale_id)
+        await self._let_requests_record(entries)
         grants = [parse_entry(sale_id, fields) for _, fields in entries]
         present = await record_grants(self.pool, sale_id, grants)
         done = [

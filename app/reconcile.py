@@ -11,7 +11,6 @@ import dataclasses
 
 import redis.asyncio as aioredis
 
-from app.arming import GROUP
 from app.keys import SaleKeys
 from app.types import DbExecutor
 
@@ -31,6 +30,28 @@ class Report:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def _unrecorded_grants(
+    pool: DbExecutor, client: aioredis.Redis, keys: SaleKeys
+) -> int:
+    """Count the grants in the stream whose hold is not in Postgres."""
+    streamed: list[str] = []
+    start = "-"
+    while True:
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrange(
+            keys.grants, min=start, count=10_000
+        )  # type: ignore[assignment]
+        streamed += [_text(fields[b"hold"]) for _, fields in entries]
+        if len(entries) < 10_000:
+            break
+        start = "(" + _text(entries[-1][0])
+    if not streamed:
+        return 0
+    recorded = await pool.fetchval(
+        "SELECT count(*) FROM holds WHERE id = ANY($1::text[])", streamed
+    )
+    return len(set(streamed)) - int(recorded)
 
 
 async def reconcile(pool: DbExecutor, client: aioredis.Redis, sale_id: int) -> Report:
@@ -61,11 +82,7 @@ async def reconcile(pool: DbExecutor, client: aioredis.Redis, sale_id: int) -> R
         _text(number): int(count)
         for number, count in (await client.hgetall(keys.counts)).items()
     }
-    unrecorded = 0
-    if await client.exists(keys.grants):
-        for group in await client.xinfo_groups(keys.grants):
-            if _text(group["name"]) == GROUP:
-                unrecorded = int(group["pending"]) + int(group.get("lag") or 0)
+    unrecorded = await _unrecorded_grants(pool, client, keys)
 
     for label in sorted(set(postgres) | set(redis_holders)):
         in_postgres = postgres.get(label)

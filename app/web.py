@@ -39,6 +39,10 @@ from app.templating import static_files
 
 logger = logging.getLogger(__name__)
 
+# How old a grant must be before the in-service persister records it; the
+# winning request usually has by then.
+PERSIST_GRACE_MS = 500
+
 
 class RequestIdMiddleware:
     """Give each request an id, in the logs and in the X-Request-ID header."""
@@ -142,7 +146,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.services = svc
         tasks: list[asyncio.Task[None]] = []
         if settings.run_persister:
-            tasks.append(asyncio.create_task(Persister(svc.redis, svc.pool).run()))
+            persister = Persister(svc.redis, svc.pool, grace_ms=PERSIST_GRACE_MS)
+            tasks.append(asyncio.create_task(persister.run()))
         if settings.run_expirer:
             tasks.append(
                 asyncio.create_task(
