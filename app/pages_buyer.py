@@ -18,8 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import audit, errors
-from app.api_buyer import DB_ERRORS, MAX_RANKED, _phase, _view
+from app.api_buyer import DB_ERRORS, _phase, _view
 from app.catalog import SaleView
+from app.grabbing import MAX_RANKED
 from app.hold_refs import qr_svg
 from app.holds import buyer_holds
 from app.results import sold_spaces

@@ -27,7 +27,9 @@ SECURITY_HEADERS = {
         "base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer, browsers send
+    # "Origin: null" on form posts, which the CSRF origin check rejects.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 

@@ -21,7 +21,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import api_buyer, api_manage, api_staff, expiry, health, pages_buyer, scripts
+from app import (
+    api_buyer,
+    api_manage,
+    api_staff,
+    expiry,
+    health,
+    pages_buyer,
+    pages_manage,
+    pages_staff,
+    scripts,
+)
 from app.api_buyer import json_response
 from app.catalog import Catalog
 from app.database import create_pool
@@ -176,6 +186,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *api_staff.routes,
             *api_manage.routes,
             *pages_buyer.routes,
+            *pages_staff.routes,
+            *pages_manage.routes,
             static_files,
         ],
         lifespan=lifespan,

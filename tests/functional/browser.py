@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
 
 T = TypeVar("T")
+
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 360, "height": 740}
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
@@ -65,3 +68,18 @@ def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def open_page(
+    contexts: list[BrowserContext],
+    browser: Browser,
+    url: str,
+    viewport: ViewportSize = DESKTOP,
+) -> Page:
+    """Open `url` in a new browser profile, which `contexts` closes later."""
+    context = browser.new_context(viewport=viewport)
+    contexts.append(context)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(url)
+    return page

@@ -6,72 +6,19 @@ Each step saves a screenshot under artifacts/screenshots/.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
-import pytest
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    Page,
-    Request,
-    Route,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
 
 from app.settings import Settings
 from tests.conftest import LiveServer
-from tests.functional.browser import (
-    LAUNCH_ARGS,
-    chromium_path,
-    run_in_thread,
-    screenshot,
-)
+from tests.functional.browser import PHONE, open_page, run_in_thread, screenshot
 from tests.support import Buyer, SaleSetup, make_sale
 
 # Seconds from creating the sale to its launch: enough for two buyers to
 # log in and shortlist on a slow machine, short enough to keep the test fast.
 OPENS_IN_SECONDS = 12.0
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 360, "height": 740}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = chromium_path()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=LAUNCH_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def contexts(browser: Browser) -> Iterator[list[BrowserContext]]:
-    """Separate browser profiles, so each buyer has their own cookies."""
-    opened: list[BrowserContext] = []
-    yield opened
-    for context in opened:
-        context.close()
-
-
-def open_page(
-    contexts: list[BrowserContext],
-    browser: Browser,
-    url: str,
-    viewport: dict[str, int] = DESKTOP,
-) -> Page:
-    context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
-    contexts.append(context)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(url)
-    return page
 
 
 def log_in(page: Page, buyer: Buyer) -> None:
