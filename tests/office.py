@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from app import database, staff
 from app.holds import Grant, record_grants
+from app.persister import Persister
 from app.redis_store import RedisStore
 from app.settings import Settings
 from app.types import DbPool
@@ -59,7 +60,7 @@ async def grab_spaces(
     """Let buyer i grab space i for the first `count` buyers; return hold ids.
 
     Each grant goes through the grab script and is recorded as the winning
-    request would record it.
+    request would record it, so the grant stream has nothing left pending.
     """
     sale_id = setup.sale.id
     hold_ids = []
@@ -79,6 +80,8 @@ async def grab_spaces(
         )
         assert await record_grants(pool, sale_id, [grant]) == {reply.hold_id}
         hold_ids.append(reply.hold_id)
+    # Acknowledge the grants in the stream, as the persister would.
+    await Persister(store.client, pool, claim_idle_ms=0).drain_sale(sale_id)
     return hold_ids
 
 
