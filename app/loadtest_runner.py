@@ -67,13 +67,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="buyers click within this many seconds after the opening",
     )
     parser.add_argument(
-        "--spawn-rate", type=float, default=500.0, help="Locust users started per s"
+        "--spawn-rate",
+        type=float,
+        default=100.0,
+        help="Locust users started per second before the opening (default 100)",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=10.0,
+        help="seconds between one buyer's availability polls while waiting "
+        "(default 10: 5,000 buyers polling every 2 s would send 2,500 "
+        "requests per second before the launch)",
     )
     parser.add_argument(
         "--lead-seconds",
         type=float,
         help="seconds from preparing the sale to its opening "
-        "(default 15 + buyers / spawn rate)",
+        "(default 20 + buyers / spawn rate)",
     )
     parser.add_argument(
         "--output",
@@ -83,8 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--locust-config",
         type=Path,
-        help="Locust config file with more scenario options (poll-seconds, "
-        "shortlist, zipf, misbehaving, max-grabs, seed)",
+        help="Locust config file with more scenario options (shortlist, zipf, "
+        "misbehaving, max-grabs, seed), as in loadtest/launch.conf",
     )
     parser.add_argument(
         "--access-code-memory-kib",
@@ -160,6 +171,7 @@ def _start_service(run: _Run) -> str:
         "DATABASE_URL": run.settings.database_url,
         "PARKING_SECRET_KEY": run.settings.secret_key or secrets.token_urlsafe(32),
         "PARKING_LOG_LEVEL": "warning",
+        "PARKING_LOG_FORMAT": "json",
     }
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(run.args.workers)]
@@ -203,6 +215,8 @@ def _locust_command(run: _Run, url: str, sale_id: int, people: Path) -> list[str
         str(run.output / "responses"),
         "--spike-seconds",
         str(args.spike_seconds),
+        "--poll-seconds",
+        str(args.poll_seconds),
     ]
     return command
 
@@ -261,7 +275,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.buyers < 1 or args.spaces < 1 or args.spawn_rate <= 0:
         raise CommandError("--buyers, --spaces and --spawn-rate must be positive")
     if args.lead_seconds is None:
-        args.lead_seconds = 15 + args.buyers / args.spawn_rate
+        args.lead_seconds = 20 + args.buyers / args.spawn_rate
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     output = args.output or Path("artifacts") / f"loadtest-{stamp}"

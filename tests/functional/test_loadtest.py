@@ -73,6 +73,15 @@ def test_taken_labels_reads_bits_msb_first() -> None:
     }
 
 
+def _diagnostics(output: Path) -> str:
+    """Return the verifier's report and Locust's failures, for a failed run."""
+    texts = []
+    for name in ("verify.txt", "stats_failures.csv", "stats_exceptions.csv"):
+        path = output / name
+        texts.append(f"{name}:\n{path.read_text() if path.exists() else 'missing'}")
+    return "\n".join(texts)
+
+
 @pytest.mark.timeout(240)
 def test_loadtest_command_passes_verifier(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -100,7 +109,7 @@ def test_loadtest_command_passes_verifier(
         ]
     )
 
-    assert code == 0
+    assert code == 0, _diagnostics(output)
     assert (output / "verify.txt").read_text().strip().endswith("passed")
     assert (output / "report.html").stat().st_size > 0
     with (output / "stats_stats.csv").open(newline="") as file:
