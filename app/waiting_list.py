@@ -298,3 +298,40 @@ async def link_recorded_offers(db: DbExecutor, sale_id: int) -> int:
         sale_id,
     )
     return int(result.split()[-1])
+
+
+async def buyer_entry(
+    db: DbExecutor, sale_id: int, registration_no: str
+) -> dict[str, Any] | None:
+    """Return the registrant's latest entry with its place in line, or None.
+
+    `position` is 1 for the first in line and counts only entries still
+    waiting; it is None once the entry is no longer waiting.
+    """
+    row = await db.fetchrow(
+        """
+        SELECT w.id, w.zone, w.kind, w.status, w.joined_at, w.hold_id,
+               CASE WHEN w.status = 'waiting' THEN (
+                   SELECT count(*) FROM waiting_list ahead
+                   WHERE ahead.sale_id = w.sale_id AND ahead.status = 'waiting'
+                     AND (ahead.joined_at, ahead.id) <= (w.joined_at, w.id)
+               ) END AS position
+        FROM waiting_list w JOIN registrants r ON r.id = w.registrant_id
+        WHERE w.sale_id = $1 AND r.registration_no = $2
+        ORDER BY w.joined_at DESC, w.id DESC
+        LIMIT 1
+        """,
+        sale_id,
+        registration_no,
+    )
+    if row is None:
+        return None
+    return {
+        "entry": row["id"],
+        "zone": row["zone"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "joined_at": row["joined_at"].isoformat(),
+        "hold": row["hold_id"],
+        "position": row["position"],
+    }

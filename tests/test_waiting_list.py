@@ -166,3 +166,41 @@ def test_join_over_http(http: httpx.Client, settings: Settings) -> None:
     assert joined.status_code == 201
     assert joined.json()["status"] == "waiting"
     assert [e["registration_no"] for e in listed.json()["entries"]] == [number]
+
+
+def test_buyer_joins_and_sees_place(http: httpx.Client, settings: Settings) -> None:
+    setup = run(make_sale(settings, spaces=2, buyers=3))
+    sale_id = setup.sale.id
+
+    async def prepare() -> None:
+        async with stores(settings) as (pool, store):
+            await grab_spaces(pool, store, setup, 1)
+
+    run(prepare())
+    sessions = []
+    for buyer in setup.buyers:
+        response = http.post(
+            f"/api/sales/{sale_id}/session",
+            json={
+                "registration_no": buyer.registration_no,
+                "access_code": buyer.access_code,
+            },
+        )
+        sessions.append({"Authorization": f"Bearer {response.json()['token']}"})
+    path = f"/api/sales/{sale_id}/waiting-list"
+
+    holder = http.post(path, json={"zone": "A"}, headers=sessions[0])
+    first = http.post(path, json={"zone": "A"}, headers=sessions[1])
+    second = http.post(path, json={"kind": "standard"}, headers=sessions[2])
+    mine = http.get(f"{path}/mine", headers=sessions[2])
+    http.cookies.clear()
+    no_session = http.post(path, json={"zone": "A"})
+
+    assert holder.status_code == 409
+    assert "already holds a space" in holder.json()["message"]
+    assert first.status_code == 201
+    assert first.json()["position"] == 1
+    assert second.json()["position"] == 2
+    assert mine.json()["entry"]["status"] == "waiting"
+    assert mine.json()["entry"]["position"] == 2
+    assert no_session.status_code == 401
