@@ -76,6 +76,8 @@ def _print_welcome(sale: Sale, people_file: Path, url: str) -> None:
 Demo sale {sale.id} "{sale.name}" opens at {sale.opens_at.astimezone():%H:%M:%S}
 and closes at {sale.closes_at.astimezone():%H:%M:%S}.
 Service:           {url}
+Buyer page:        {url}/sales/{sale.id}
+Staff pages:       {url}/staff  (add an account with `parking-sale add-staff`)
 Registrants' file: {people_file}  (registration number and access code per row)
 Some logins:       {shown}
 

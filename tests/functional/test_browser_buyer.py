@@ -231,11 +231,15 @@ def test_paid_hold_shows_qr(
             setup.sale.id,
         )
     )
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     page.reload()
     expect(page.locator("#mine .queue-no")).to_have_text("001")
     expect(page.locator("#mine .qr svg")).to_be_visible()
     expect(page.locator("#mine .reference")).to_contain_text(f"{setup.sale.id}-")
     screenshot(page, "phone-360-paid-qr")
+    # The inline SVG and everything else must pass the page's policy.
+    assert not [text for text in console if "Content Security Policy" in text]
 
     run_in_thread(
         execute(
