@@ -1,8 +1,8 @@
 """Sale management and reports under /api/staff/sales.
 
 Creating, configuring, importing, arming, pausing, resuming and closing a
-sale need a manager; reading the summary, the exports and the
-reconciliation is open to every staff member.
+sale need a manager. Every staff member may read the summary, the exports
+and the reconciliation.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Buyer API for the waiting list under /api/sales/{sale}/waiting-list.
 
 A registrant who got nothing joins the line for a zone, a kind, or both,
-and sees their place in it. When a space they accept is released, it is
+and can read their place in it. When a space they accept is released, it is
 offered to them as a hold, which then appears under their holds.
 """
 

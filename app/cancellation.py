@@ -5,7 +5,7 @@ unless given). If the hold changed in between, for example a cashier
 confirmed its payment a moment earlier, the cancellation is refused with
 `HoldChanged`, so a payment and a cancellation racing on one hold have
 exactly one winner. Cancelling a paid hold therefore needs
-`expected_status="paid"`, which also says the money must be refunded. A
+`expected_status="paid"`, which also confirms that the money must be refunded. A
 signed hold cannot be cancelled. The record is kept, with its queue number.
 """
 
@@ -103,7 +103,7 @@ async def cancel_hold(
         try:
             await free_space(pool, store, ended)
         except RedisError as exc:
-            # The cancellation stands; the expirer's sweep frees the space.
+            # The cancellation is committed, and the expirer's sweep frees the space.
             logger.warning(
                 "space_not_freed",
                 extra={"hold": hold.id, "sale_id": hold.sale_id, "error": repr(exc)},

@@ -2,7 +2,7 @@
 
 Payment, contract, cancellation and expiry all change a hold only while
 holding its row lock (`SELECT ... FOR UPDATE`), so when two of them race on
-one hold, the second sees what the first did and is refused with a reason.
+one hold, the second reads what the first wrote and is rejected with a reason.
 """
 
 from __future__ import annotations

@@ -77,8 +77,8 @@ async def search(db: DbExecutor, sale_id: int, query: HoldQuery) -> dict[str, An
         args.append(text)
         n = len(args)
         matches = [
-            f"upper(s.label) LIKE upper(${n}) || '%'",
-            f"upper(r.registration_no) LIKE upper(${n}) || '%'",
+            f"starts_with(upper(s.label), upper(${n}))",
+            f"starts_with(upper(r.registration_no), upper(${n}))",
             f"strpos(lower(r.name), lower(${n})) > 0",
         ]
         if len(text) == 4 and text.isdigit():

@@ -2,9 +2,9 @@
 resume and close. Each change is written to the audit log in the same
 transaction as the change itself.
 
-Pausing, resuming and closing lock the sale's row, change the state in Redis
-first (so grabs stop or start atomically, through the `set_state` script)
-and then in Postgres; two managers doing it at once take turns.
+Pausing, resuming and closing lock the sale's row, then change the state in
+Redis through the `set_state` script, so grabs stop or start atomically,
+and then in Postgres. Two managers doing it at once take turns.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def sale_json(sale: Sale) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SalePolicy:
-    """Where released spaces go, and how long a waiting-list offer lasts."""
+    """The release policy: market or waiting list, and the offer length in hours."""
 
     released_to: str = "market"
     offer_hours: float = 24.0
@@ -215,6 +215,8 @@ async def change_state(
                 f"{' or '.join(allowed)}.",
                 state=sale.state,
             )
+        # NOTE: Redis changes first, so a pause stops grabs even if Postgres
+        # then fails; the two states then differ until the action is repeated.
         in_redis = await store.set_state(sale_id, target)
         if not in_redis and action != "close":
             raise Conflict(

@@ -80,7 +80,7 @@ def _check_amount(
 
 
 def _repeat(hold: LockedHold, request: PaymentRequest) -> PaymentResult:
-    """Answer a confirmation of a hold that is already paid."""
+    """Return the first result again, unless the receipt shows another payment."""
     queue_no = format_queue_no(hold.queue_no) or ""
     if hold.receipt_no != request.receipt_no:
         raise AlreadyPaid(
@@ -152,7 +152,7 @@ async def confirm_payment(
         assert row is not None
         paid = LockedHold.from_record(row)
         after = paid.audit_state()
-        if request.override_reason is not None:
+        if request.amount_fen != hold.price_fen:
             after["override_reason"] = request.override_reason
             after["amount_due_fen"] = hold.price_fen
         await audit.record(

@@ -2,7 +2,7 @@
 
 Postgres decides that a hold ends; only after that commits does Redis learn
 it, through the `release` script (back on the open market) or the `offer`
-script (to the waiting list, when the sale says so). Both check that the
+script (to the waiting list, when that is the sale's policy). Both check that the
 ended hold still holds the space, so freeing one space twice, or from two
 processes at once, changes Redis once. When Redis fails after the commit,
 `sweep_sale` finds the space still held by the ended hold on its next run.

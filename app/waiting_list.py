@@ -3,11 +3,11 @@
 A registrant joins for a zone, a kind, or both. When a hold ends in a sale
 whose `released_to` is `waiting_list`, the space goes to the first matching
 entry as a new hold with the sale's `offer_window` as its deadline. The
-`offer` script makes that grant in Redis atomically (the ended hold must
-still hold the space, the registrant must be under their limit) and appends
-it to the grant stream, so the persister records it even if this process
-dies before Postgres does. An offer that expires or is cancelled marks its
-entry lapsed, and the space moves on to the next entry.
+`offer` script makes that grant in Redis atomically: the ended hold must
+still hold the space, and the registrant must be under their limit. The
+script appends the grant to the grant stream, so the persister records it
+even if this process dies before Postgres does. An offer that expires or is
+cancelled marks its entry lapsed, and the space moves on to the next entry.
 """
 
 from __future__ import annotations
@@ -172,10 +172,10 @@ async def offer_next(
 ) -> str | None:
     """Offer the ended hold's space to the first matching entry in line.
 
-    Returns the new hold's id; "not_holder" when the ended hold no longer
-    holds the space in Redis (another process freed it first); None when no
-    one matches or the sale is not loaded in Redis, so the caller releases
-    the space to the market instead. Raises Redis and Postgres errors.
+    Returns the new hold's id, or "not_holder" when another process already
+    freed the space in Redis. Returns None when no one matches or the sale
+    is not loaded in Redis, so the caller releases the space to the market
+    instead. Raises Redis and Postgres errors.
     """
     keys = SaleKeys.for_sale(ended.sale_id)
     offer_ms = int(offer_window.total_seconds() * 1000)
