@@ -37,6 +37,9 @@ class GrabAnswer:
     body: dict[str, Any]
     replayed: bool
 
+    def headers(self) -> dict[str, str] | None:
+        return {"Idempotent-Replayed": "true"} if self.replayed else None
+
 
 def _iso(milliseconds: int) -> str:
     return dt.datetime.fromtimestamp(milliseconds / 1000, tz=dt.UTC).isoformat()

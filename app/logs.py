@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import itertools
 import logging
 import logging.config
+import secrets
 from typing import Any
 
 import orjson
@@ -18,6 +20,16 @@ import orjson
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
+
+# Request ids: a random prefix per process and a counter, cheaper than uuid4.
+_ID_PREFIX = secrets.token_hex(4)
+_id_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """Return an id unique to this request across processes and restarts."""
+    return f"{_ID_PREFIX}{next(_id_counter):08x}"
+
 
 # Attributes every LogRecord has; anything else came in through `extra`.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from app import scripts
 from app.keys import SaleKeys
+from app.pipelined_redis import PipelinedRedis
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,9 +65,16 @@ class Snapshot:
 
 
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, idempotency_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        idempotency_ttl_seconds: int,
+        hot: PipelinedRedis | None = None,
+    ) -> None:
         self.client = client
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        # The lean connection for grabs; None sends them through redis-py.
+        self.hot = hot
 
     async def grab(
         self,
@@ -77,20 +85,26 @@ class RedisStore:
     ) -> GrabReply:
         """Run the grab script once; raises `redis.RedisError` when Redis fails."""
         keys = SaleKeys.for_sale(sale_id)
-        reply = await scripts.GRAB(
-            self.client,
-            [
-                keys.meta,
-                keys.spaces,
-                keys.taken,
-                keys.holders,
-                keys.limits,
-                keys.counts,
-                keys.grants,
-                keys.idempotency(registration_no, idempotency_key),
-            ],
-            [sale_id, registration_no, self.idempotency_ttl_seconds, *labels],
-        )
+        key_names = [
+            keys.meta,
+            keys.spaces,
+            keys.taken,
+            keys.holders,
+            keys.limits,
+            keys.counts,
+            keys.grants,
+            keys.idempotency(registration_no, idempotency_key),
+        ]
+        args: list[str | int] = [
+            sale_id,
+            registration_no,
+            self.idempotency_ttl_seconds,
+            *labels,
+        ]
+        if self.hot is not None:
+            reply = await scripts.GRAB.call_pipelined(self.hot, key_names, args)
+        else:
+            reply = await scripts.GRAB(self.client, key_names, args)
         return GrabReply.from_script(reply)
 
     async def release(

@@ -13,6 +13,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from app.pipelined_redis import PipelinedRedis
+
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 
 
@@ -35,6 +37,16 @@ class Script:
         except NoScriptError:
             await self.load(client)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+    async def call_pipelined(
+        self, client: PipelinedRedis, keys: list[str], args: list[str | int]
+    ) -> Any:
+        """Run the script over the lean grab connection, loading it if needed."""
+        try:
+            return await client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # EVAL runs the body and caches it, so later EVALSHAs work again.
+            return await client.execute("EVAL", self.body, len(keys), *keys, *args)
 
 
 GRAB = Script("grab")

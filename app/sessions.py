@@ -44,7 +44,10 @@ class BuyerSessions:
 
     def read(self, request: Request, sale_id: int) -> BuyerSession:
         """Return the caller's session for this sale or raise `Unauthorized`."""
-        token = _token(request, BUYER_COOKIE)
+        return self.for_token(_token(request, BUYER_COOKIE), sale_id)
+
+    def for_token(self, token: str | None, sale_id: int) -> BuyerSession:
+        """Return the session a token carries for this sale or raise `Unauthorized`."""
         if not token:
             raise Unauthorized("Log in first: this request carries no session.")
         session = self._check(token)

@@ -48,6 +48,10 @@ class Settings:
     access_code_memory_kib: int
     staff_session_ttl_seconds: int
     sales_office_address: str
+    # Grab levers, switchable for benchmarks: answer grabs before the router,
+    # and send them over one pipelined connection instead of redis-py's pool.
+    grab_fast_path: bool = True
+    grab_lean_client: bool = True
     # Password for `parking-sale add-staff` in scripts; kept out of repr.
     staff_password: str | None = dataclasses.field(default=None, repr=False)
 
@@ -128,6 +132,8 @@ def load_settings(
             ),
             run_persister=_flag(config, "PARKING_RUN_PERSISTER", True),
             run_expirer=_flag(config, "PARKING_RUN_EXPIRER", True),
+            grab_fast_path=_flag(config, "PARKING_GRAB_FAST_PATH", True),
+            grab_lean_client=_flag(config, "PARKING_GRAB_LEAN_CLIENT", True),
             expire_interval_seconds=_ranged(
                 config, "PARKING_EXPIRE_INTERVAL_SECONDS", float, 30.0, 0.1, 3600.0
             ),

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import uuid
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -37,10 +36,12 @@ from app.api_buyer import json_response
 from app.catalog import Catalog
 from app.database import create_pool
 from app.errors import AppError
+from app.grab_endpoint import GrabEndpoint
 from app.grabbing import GrabService
 from app.hold_refs import HoldRefs
-from app.logs import request_id
+from app.logs import new_request_id, request_id
 from app.persister import Persister
+from app.pipelined_redis import PipelinedRedis
 from app.ratelimit import TokenBuckets
 from app.redis_store import RedisStore
 from app.services import Services
@@ -55,6 +56,24 @@ logger = logging.getLogger(__name__)
 PERSIST_GRACE_MS = 500
 
 
+class ParkingApp(Starlette):
+    """Starlette, with grabs answered ahead of the middleware stack.
+
+    At launch nearly every request is a grab; `GrabEndpoint` answers it with
+    the same checks as the routed handler, without the router, request and
+    response objects and exception middleware around it.
+    """
+
+    fast_grabs = GrabEndpoint()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            scope["app"] = self
+            if await self.fast_grabs.handle(scope, receive, send):
+                return
+        await super().__call__(scope, receive, send)
+
+
 class RequestIdMiddleware:
     """Give each request an id, in the logs and in the X-Request-ID header."""
 
@@ -65,7 +84,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        current = uuid.uuid4().hex[:16]
+        current = new_request_id()
         token = request_id.set(current)
 
         async def send_with_id(message: Message) -> None:
@@ -126,7 +145,8 @@ async def start_services(settings: Settings) -> Services:
     )
     await scripts.load_all(client)
     pool = await create_pool(settings.database_url, min_size=2, max_size=20)
-    store = RedisStore(client, settings.idempotency_ttl_seconds)
+    hot = PipelinedRedis(settings.redis_url) if settings.grab_lean_client else None
+    store = RedisStore(client, settings.idempotency_ttl_seconds, hot)
     catalog = Catalog(pool)
     grabs = GrabService(
         store,
@@ -147,7 +167,7 @@ async def start_services(settings: Settings) -> Services:
     )
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> ParkingApp:
     """Build the application; settings default to the environment's."""
     settings = settings or load_settings()
 
@@ -178,9 +198,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await task
             logger.info("service_stopping", extra={"grab_outcomes": svc.grabs.outcomes})
             await svc.pool.close()
+            if svc.store.hot is not None:
+                svc.store.hot.close()
             await svc.redis.aclose()
 
-    app = Starlette(
+    app = ParkingApp(
         routes=[
             *health.routes,
             *api_buyer.routes,

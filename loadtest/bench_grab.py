@@ -207,9 +207,26 @@ async def check_stores(database_url: str, redis_url: str, sale_id: int) -> str:
         await pool.close()
 
 
+CONFIGS = {
+    "router": {"PARKING_GRAB_FAST_PATH": "false", "PARKING_GRAB_LEAN_CLIENT": "false"},
+    "lean": {"PARKING_GRAB_FAST_PATH": "false", "PARKING_GRAB_LEAN_CLIENT": "true"},
+    "lean+fast": {"PARKING_GRAB_FAST_PATH": "true", "PARKING_GRAB_LEAN_CLIENT": "true"},
+}
+
+Row = tuple[str, int, str, str, Run]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=sorted(CONFIGS),
+        default=list(CONFIGS),
+        help="grab levers to compare: router (redis-py through the router), "
+        "lean (pipelined client), lean+fast (and answered before the router)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
@@ -238,35 +255,40 @@ def main() -> int:
         "PARKING_RUN_EXPIRER": "false",
     }
     big = [f"W-{i:06d}" for i in range(args.big_sale_spaces)]
-    rows: list[tuple[str, int, str, Run]] = []
+    rows: list[Row] = []
     verdicts: list[str] = []
     try:
         write_heavy = asyncio.run(
             prepare(database_url, redis_url, folder, "write", big, 5000, 100, 1.0, 1)
         )
         for workers in args.workers:
-            launch = asyncio.run(
-                prepare(
-                    database_url, redis_url, folder, f"launch{workers}",
-                    launch_labels(), 5000, 1, 3.0, 3,
+            for config in args.configs:
+                name = f"launch-{workers}-{config}"
+                launch = asyncio.run(
+                    prepare(database_url, redis_url, folder, name,
+                            launch_labels(), 5000, 1, 3.0, 3)
+                )  # fmt: skip
+                process, url = start_server(
+                    {**environ, **CONFIGS[config]}, workers, folder / "service.log"
                 )
-            )  # fmt: skip
-            process, url = start_server(environ, workers, folder / "service.log")
-            try:
-                for mix, prepared in (("launch", launch), ("write-heavy", write_heavy)):
-                    bare_runs, grab_runs = bench_mix(
-                        url, prepared, args.rounds, args.seconds, args.connections
-                    )
-                    for bare, grab in zip(bare_runs, grab_runs, strict=True):
-                        rows.append((mix, workers, "bare", bare))
-                        rows.append((mix, workers, "grab", grab))
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
-            verdicts.append(
-                f"launch sale, {workers} worker(s): "
-                + asyncio.run(check_stores(database_url, redis_url, launch.sale_id))
-            )
+                try:
+                    for mix, prepared in (
+                        ("launch", launch),
+                        ("write-heavy", write_heavy),
+                    ):
+                        bare_runs, grab_runs = bench_mix(
+                            url, prepared, args.rounds, args.seconds, args.connections
+                        )
+                        for bare, grab in zip(bare_runs, grab_runs, strict=True):
+                            rows.append((mix, workers, config, "bare", bare))
+                            rows.append((mix, workers, config, "grab", grab))
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
+                verdicts.append(
+                    f"launch sale, {workers} worker(s), {config}: "
+                    + asyncio.run(check_stores(database_url, redis_url, launch.sale_id))
+                )
         verdicts.append(
             "write-heavy sale: "
             + asyncio.run(check_stores(database_url, redis_url, write_heavy.sale_id))
@@ -282,30 +304,37 @@ def main() -> int:
     return 0
 
 
-def print_table(
-    rows: list[tuple[str, int, str, Run]], args: argparse.Namespace
-) -> None:
+def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print(
         f"\nwrk -t1 -c{args.connections}, {args.seconds} s per run, "
         f"{args.rounds} alternating rounds, {os.cpu_count()} cores\n"
     )
-    print(f"{'mix':<12} {'workers':>7} {'endpoint':<8} {'req/s':>9} {'p50 ms':>8} "
-          f"{'p99 ms':>8}  statuses")  # fmt: skip
-    for mix, workers, endpoint, run in rows:
+    print(
+        f"{'mix':<12} {'workers':>7} {'levers':<10} {'endpoint':<8} {'req/s':>9} "
+        f"{'p50 ms':>8} {'p99 ms':>8}  statuses"
+    )
+    for mix, workers, config, endpoint, run in rows:
         print(
-            f"{mix:<12} {workers:>7} {endpoint:<8} {run.rps:>9.0f} {run.p50_ms:>8.2f} "
-            f"{run.p99_ms:>8.2f}  {run.statuses}"
+            f"{mix:<12} {workers:>7} {config:<10} {endpoint:<8} {run.rps:>9.0f} "
+            f"{run.p50_ms:>8.2f} {run.p99_ms:>8.2f}  {run.statuses}"
         )
     print("\nratio grab/bare (median of rounds)")
     for mix in ("launch", "write-heavy"):
         for workers in args.workers:
-            bare = [r.rps for m, w, e, r in rows if (m, w, e) == (mix, workers, "bare")]
-            grab = [r.rps for m, w, e, r in rows if (m, w, e) == (mix, workers, "grab")]
-            ratios = [g / b for g, b in zip(grab, bare, strict=True) if b]
-            print(
-                f"  {mix:<12} {workers} worker(s): {statistics.median(ratios):.2f} "
-                f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
-            )
+            for config in args.configs:
+                setup = (mix, workers, config)
+                bare = [
+                    r.rps for m, w, c, e, r in rows if (m, w, c, e) == (*setup, "bare")
+                ]
+                grab = [
+                    r.rps for m, w, c, e, r in rows if (m, w, c, e) == (*setup, "grab")
+                ]
+                ratios = [g / b for g, b in zip(grab, bare, strict=True) if b]
+                print(
+                    f"  {mix:<12} {workers} worker(s) {config:<10} "
+                    f"{statistics.median(ratios):.2f} "
+                    f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+                )
 
 
 if __name__ == "__main__":
