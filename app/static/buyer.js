@@ -222,7 +222,9 @@
       item.classList.toggle("taken", taken);
       const what = document.createElement("span");
       what.className = "what";
-      what.textContent = describeSpace(label) + (taken ? " (taken)" : "");
+      // The items are flex boxes, which drop the list's own numbers.
+      what.textContent =
+        `${index + 1}. ${describeSpace(label)}` + (taken ? " (taken)" : "");
       item.append(
         what,
         shortlistButton("↑", `Move ${label} up`, () => moveInShortlist(index, -1)),
