@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from http.cookies import SimpleCookie
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from app import errors
+from app import errors, metrics
 from app.grab_input import check_idempotency_key, requested_labels
 from app.logs import new_request_id, request_id
 from app.services import Services
@@ -71,6 +72,7 @@ class GrabEndpoint:
         if match is None or svc is None or not svc.settings.grab_fast_path:
             return False
 
+        started = time.perf_counter()
         current_id = new_request_id()
         token = request_id.set(current_id)
         extra: list[tuple[bytes, bytes]] = []
@@ -107,6 +109,7 @@ class GrabEndpoint:
             }
         )
         await send({"type": "http.response.body", "body": body})
+        metrics.observe_request("grab", time.perf_counter() - started)
         return True
 
     @staticmethod

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError
 
-from app import errors
+from app import errors, metrics
 from app.catalog import Catalog, SaleView
 from app.holds import Grant
 from app.ratelimit import TokenBuckets
@@ -83,6 +83,7 @@ class GrabService:
             )
         except RedisError as exc:
             self._count("redis_error")
+            metrics.count_store_error("redis", "grab")
             logger.error(
                 "grab_redis_failed",
                 extra={
@@ -102,6 +103,7 @@ class GrabService:
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        metrics.count_grab(outcome)
 
     async def _record(
         self, sale_id: int, registration_no: str, reply: GrabReply
@@ -125,6 +127,7 @@ class GrabService:
             asyncpg.PostgresError,
             asyncpg.InterfaceError,
         ) as exc:
+            metrics.count_store_error("postgres", "record_grant")
             logger.warning(
                 "grant_recording_deferred",
                 extra={"sale_id": sale_id, "hold": grant.hold_id, "error": repr(exc)},

@@ -7,6 +7,8 @@ import contextlib
 import datetime as dt
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -53,18 +55,28 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     if settings.secret_key is None:
         # Every worker process must sign with the same key.
         os.environ["PARKING_SECRET_KEY"] = secrets.token_urlsafe(32)
-    uvicorn.run(
-        "app.web:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port if args.port is not None else settings.port,
-        workers=args.workers or settings.workers,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    workers = args.workers or settings.workers
+    metrics_dir = None
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Workers write their metrics to files here; a scrape sums them.
+        metrics_dir = tempfile.mkdtemp(prefix="parking-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "app.web:create_app",
+            factory=True,
+            host=args.host or settings.host,
+            port=args.port if args.port is not None else settings.port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

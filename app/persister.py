@@ -22,6 +22,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from app import metrics
 from app.arming import GROUP, ensure_group
 from app.holds import Grant, record_grants
 from app.keys import ARMED_SALES, SaleKeys
@@ -188,6 +189,8 @@ class Persister:
                 if not recorded:
                     await asyncio.sleep(idle_sleep)
             except STORE_ERRORS as exc:
+                store = "redis" if isinstance(exc, RedisError) else "postgres"
+                metrics.count_store_error(store, "persist")
                 logger.warning(
                     "persister_retrying",
                     extra={"error": repr(exc), "retry_in_s": backoff},

@@ -52,6 +52,8 @@ class Settings:
     # and send them over one pipelined connection instead of redis-py's pool.
     grab_fast_path: bool = True
     grab_lean_client: bool = True
+    # Prometheus counters and histograms; off only to measure their cost.
+    metrics: bool = True
     # Password for `parking-sale add-staff` in scripts; kept out of repr.
     staff_password: str | None = dataclasses.field(default=None, repr=False)
 
@@ -134,6 +136,7 @@ def load_settings(
             run_expirer=_flag(config, "PARKING_RUN_EXPIRER", True),
             grab_fast_path=_flag(config, "PARKING_GRAB_FAST_PATH", True),
             grab_lean_client=_flag(config, "PARKING_GRAB_LEAN_CLIENT", True),
+            metrics=_flag(config, "PARKING_METRICS", True),
             expire_interval_seconds=_ranged(
                 config, "PARKING_EXPIRE_INTERVAL_SECONDS", float, 30.0, 0.1, 3600.0
             ),

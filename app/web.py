@@ -27,6 +27,7 @@ from app import (
     api_waiting_list,
     expiry,
     health,
+    metrics,
     pages_buyer,
     pages_manage,
     pages_staff,
@@ -222,4 +223,6 @@ def create_app(settings: Settings | None = None) -> ParkingApp:
         },
     )
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(metrics.MetricsMiddleware)
+    metrics.switch.enabled = settings.metrics
     return app

@@ -211,6 +211,11 @@ CONFIGS = {
     "router": {"PARKING_GRAB_FAST_PATH": "false", "PARKING_GRAB_LEAN_CLIENT": "false"},
     "lean": {"PARKING_GRAB_FAST_PATH": "false", "PARKING_GRAB_LEAN_CLIENT": "true"},
     "lean+fast": {"PARKING_GRAB_FAST_PATH": "true", "PARKING_GRAB_LEAN_CLIENT": "true"},
+    "no-metrics": {
+        "PARKING_GRAB_FAST_PATH": "true",
+        "PARKING_GRAB_LEAN_CLIENT": "true",
+        "PARKING_METRICS": "false",
+    },
 }
 
 Row = tuple[str, int, str, str, Run]
@@ -225,7 +230,8 @@ def main() -> int:
         choices=sorted(CONFIGS),
         default=list(CONFIGS),
         help="grab levers to compare: router (redis-py through the router), "
-        "lean (pipelined client), lean+fast (and answered before the router)",
+        "lean (pipelined client), lean+fast (and answered before the router), "
+        "no-metrics (lean+fast without Prometheus counting)",
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from app.settings import Settings
@@ -133,3 +134,51 @@ def test_cli_bad_setting() -> None:
 
     assert result.returncode == 2
     assert "PARKING_PORT" in result.stderr
+
+
+def test_serve_two_workers_sums_metrics(settings: Settings) -> None:
+    import httpx
+
+    from app.embedded import free_port
+
+    assert settings.redis_url and settings.database_url
+    port = free_port()
+    environ = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "DATABASE_URL": settings.database_url,
+        "PARKING_LOG_LEVEL": "warning",
+    }
+    environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", f"--port={port}", "--workers=2"],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.1)
+        for _ in range(20):
+            httpx.get(f"{url}/livez")
+
+        scraped = httpx.get(f"{url}/metrics")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    assert scraped.status_code == 200
+    count = next(
+        line
+        for line in scraped.text.splitlines()
+        if line.startswith('parking_request_duration_seconds_count{endpoint="live"}')
+    )
+    assert float(count.split()[-1]) >= 20
