@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib.util
@@ -50,10 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="spaces in the sale, rounded up to a multiple of 10 (default 600)",
     )
     parser.add_argument(
-        "--buyers", type=int, default=5000, help="registrants and Locust users"
+        "--buyers",
+        type=int,
+        default=5000,
+        help="registrants and Locust users (default 5000)",
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="service worker processes"
+        "--workers", type=int, default=1, help="service worker processes (default 1)"
     )
     parser.add_argument(
         "--target",
@@ -64,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spike-seconds",
         type=float,
         default=1.0,
-        help="buyers click within this many seconds after the opening",
+        help="buyers click within this many seconds after the opening (default 1)",
     )
     parser.add_argument(
         "--spawn-rate",
@@ -176,8 +180,14 @@ def _start_service(run: _Run) -> str:
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(run.args.workers)]
     with open(run.output / "service.log", "ab") as log:
+        # A session of its own, so stopping it reaches every worker process.
         run.service = subprocess.Popen(
-            command, env=environ, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            command,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
     _wait_for_service(port, run.service)
     return f"http://127.0.0.1:{port}"
@@ -253,14 +263,34 @@ async def _verify(settings: Settings, sale_id: int, output: Path) -> bool:
     return report.passed
 
 
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_service(process: subprocess.Popen[bytes]) -> None:
+    """Stop the service and its workers: SIGINT, then SIGKILL after 20 s."""
+    group = process.pid
+    if _group_alive(group):
+        os.killpg(group, signal.SIGINT)
+    deadline = time.monotonic() + 20
+    while _group_alive(group) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _group_alive(group):
+        # NOTE: a uvicorn worker has been seen to outlive its parent after
+        # SIGINT; the kill keeps it from running on against stopped stores.
+        print("parking-sale: the service did not stop within 20 s; killed it")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    process.wait()
+
+
 def _stop(run: _Run) -> None:
-    if run.service is not None and run.service.poll() is None:
-        run.service.send_signal(signal.SIGINT)
-        try:
-            run.service.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            run.service.kill()
-            run.service.wait()
+    if run.service is not None:
+        _stop_service(run.service)
     if run.servers is not None:
         run.servers.stop()
 
