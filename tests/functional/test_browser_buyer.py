@@ -18,7 +18,7 @@ from tests.support import Buyer, SaleSetup, make_sale
 
 # Seconds from creating the sale to its launch: enough for two buyers to
 # log in and shortlist on a slow machine, short enough to keep the test fast.
-OPENS_IN_SECONDS = 12.0
+OPENS_IN_SECONDS = 15.0
 
 
 def log_in(page: Page, buyer: Buyer) -> None:
@@ -253,3 +253,38 @@ def test_paid_hold_shows_qr(
     expect(row).to_contain_text(setup.buyers[0].registration_no[-4:])
     expect(row).not_to_contain_text(setup.buyers[0].registration_no)
     screenshot(page, "phone-360-results")
+
+
+def test_availability_polling_backs_off(
+    browser: Browser,
+    contexts: list[BrowserContext],
+    live_server: LiveServer,
+    settings: Settings,
+) -> None:
+    setup = run_in_thread(make_sale(settings, spaces=2, buyers=1))
+    polls: list[dict[str, str]] = []
+
+    def answer(route: Route, request: Request) -> None:
+        polls.append(request.headers)
+        if len(polls) <= 2:
+            route.continue_()
+        else:
+            route.fulfill(
+                status=429,
+                headers={"Retry-After": "30", "Content-Type": "application/json"},
+                body='{"error": "too_many_requests", "message": "Slow down."}',
+            )
+
+    context = browser.new_context()
+    contexts.append(context)
+    page = context.new_page()
+    page.route("**/api/sales/*/availability", answer)
+    page.goto(sale_url(live_server, setup))
+    expect(page.locator("#free-count")).to_have_text("2 of 2 spaces free.")
+    page.wait_for_timeout(12_000)
+
+    # 200, then 304 with the ETag, then 429: the next poll waits about 30 s.
+    assert len(polls) == 3
+    assert "if-none-match" not in polls[0]
+    assert polls[1]["if-none-match"].startswith('"')
+    assert polls[2]["if-none-match"] == polls[1]["if-none-match"]
