@@ -7,6 +7,7 @@ import random
 
 import httpx
 
+from app import audit
 from app.settings import Settings
 from tests.conftest import LiveServer
 from tests.office import add_member, grab_spaces, login, stores
@@ -90,6 +91,8 @@ def test_four_cashiers_issue_each_number_once(
             counter = await pool.fetchval(
                 "SELECT last_no FROM queue_counters WHERE sale_id = $1", setup.sale.id
             )
+            verdict = await audit.verify_chain(pool, setup.sale.id)
+            assert verdict.problem is None
             return [row["queue_no"] for row in by_time], audited, counter
 
     in_payment_order, audited, counter = run(recorded())
