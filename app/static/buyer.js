@@ -15,7 +15,9 @@
   const POLL_MS = 2000; // availability, when all is well
   const POLL_MAX_MS = 30000; // availability, after repeated errors
   const POLL_HIDDEN_MS = 10000; // availability, while the tab is hidden
-  const SALE_INFO_MS = 15000; // state and clock offset
+  // Sale record and clock offset. Pauses and closing arrive sooner, with
+  // the availability snapshot, which carries the sale's state in Redis.
+  const SALE_INFO_MS = 300000;
   const MINE_MS = 20000; // "my result"
   const GRAB_RETRIES = 3; // resends of one grab after a network error
 
@@ -284,7 +286,17 @@
     button.querySelector(".state").textContent = taken ? "taken" : "";
   }
 
+  function applySnapshotState(redisState) {
+    if (redisState === "paused" || redisState === "closed") {
+      state.phase = redisState;
+    } else if (redisState === "armed" && ["paused", "preparing"].includes(state.phase)) {
+      // The countdown then decides between "scheduled" and open by time.
+      state.phase = "scheduled";
+    }
+  }
+
   function applyAvailability(snapshot) {
+    applySnapshotState(snapshot.state);
     const raw = atob(snapshot.bitmap);
     const bytes = Uint8Array.from(raw, (char) => char.charCodeAt(0));
     let changed = false;

@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, e
 from app.settings import Settings
 from tests.conftest import LiveServer
 from tests.functional.browser import PHONE, open_page, run_in_thread, screenshot
+from tests.office import stores
 from tests.support import Buyer, SaleSetup, make_sale
 
 # Seconds from creating the sale to its launch: enough for two buyers to
@@ -288,3 +289,32 @@ def test_availability_polling_backs_off(
     assert "if-none-match" not in polls[0]
     assert polls[1]["if-none-match"].startswith('"')
     assert polls[2]["if-none-match"] == polls[1]["if-none-match"]
+
+
+def test_pause_disables_grab(
+    browser: Browser,
+    contexts: list[BrowserContext],
+    live_server: LiveServer,
+    settings: Settings,
+) -> None:
+    setup = run_in_thread(make_sale(settings, spaces=2, buyers=1))
+
+    async def set_state(target: str) -> None:
+        async with stores(settings, max_size=1) as (_, store):
+            assert await store.set_state(setup.sale.id, target)
+
+    page = open_page(contexts, browser, sale_url(live_server, setup))
+    log_in(page, setup.buyers[0])
+    page.click('button.space[data-label="A-002"]')
+    expect(page.locator("#grab")).to_be_enabled()
+
+    run_in_thread(set_state("paused"))
+    expect(page.locator("#countdown")).to_have_text(
+        "The sale is paused by the sales office."
+    )
+    expect(page.locator("#grab")).to_be_disabled()
+    screenshot(page, "buyer-sale-paused")
+
+    run_in_thread(set_state("armed"))
+    expect(page.locator("#countdown")).to_have_text("The sale is open.")
+    expect(page.locator("#grab")).to_be_enabled()
