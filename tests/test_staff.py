@@ -9,8 +9,10 @@ import uuid
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from app import staff
+from app.embedded import free_port
 from app.errors import BadRequest, Conflict
 from app.settings import Settings
 from tests.office import PASSWORD, add_member, login, stores
@@ -139,3 +141,17 @@ def test_add_staff_command_reads_env(settings: Settings) -> None:
     assert done.returncode == 0, done.stderr
     assert f"created manager {name}" in done.stdout
     assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_throttle_fails_open_without_redis() -> None:
+    async def attempt() -> None:
+        # Nothing listens on this port, so every Redis call fails.
+        dead = aioredis.Redis(port=free_port(), socket_connect_timeout=0.5)
+        throttle = staff.LoginThrottle(dead)
+        try:
+            await throttle.count_failure("someone", "127.0.0.1")
+            await throttle.check("someone", "127.0.0.1")
+        finally:
+            await dead.aclose()
+
+    run(attempt())
