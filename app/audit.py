@@ -5,6 +5,11 @@ Every entry is chained per sale by a Postgres trigger (see
 hash as `prev_hash`, and its own `hash`. `verify_chain` recomputes those
 hashes here, independently of the trigger, and names the first entry that
 was changed, removed or inserted.
+
+The hashes carry no secret, so someone who can write the tables directly
+can rebuild a consistent chain after tampering. Only a final hash kept
+outside the database (the exports print it) reveals that, which is why
+`verify-audit` accepts a published `--final-hash`.
 """
 
 from __future__ import annotations
