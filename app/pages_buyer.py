@@ -14,18 +14,20 @@ from typing import Any
 
 from markupsafe import Markup
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from app import audit, errors
 from app.api_buyer import DB_ERRORS, _phase, _view
 from app.catalog import SaleView
+from app.csrf import check_origin
 from app.grabbing import MAX_RANKED
 from app.hold_refs import qr_svg
 from app.holds import buyer_holds
 from app.results import sold_spaces
 from app.sales import Space, get_sale
 from app.services import Services, services
+from app.sessions import BUYER_COOKIE
 from app.templating import render
 
 logger = logging.getLogger(__name__)
@@ -177,8 +179,21 @@ async def results_page(request: Request) -> Response:
     return render(request, "results.html", context)
 
 
+async def log_out(request: Request) -> Response:
+    """End the buyer's session on this device and go back to the sale page."""
+    sale_id: int = request.path_params["sale"]
+    try:
+        check_origin(request)
+    except errors.AppError as exc:
+        return _error_page(request, exc)
+    response = RedirectResponse(f"/sales/{sale_id}", status_code=303)
+    response.delete_cookie(BUYER_COOKIE, path="/")
+    return response
+
+
 routes = [
     Route("/sales/{sale:int}", sale_page, methods=["GET"]),
+    Route("/sales/{sale:int}/logout", log_out, methods=["POST"]),
     Route("/sales/{sale:int}/mine", my_result, methods=["GET"]),
     Route("/sales/{sale:int}/results", results_page, methods=["GET"]),
 ]

@@ -169,3 +169,29 @@ def test_static_script_served(http: httpx.Client) -> None:
 
     assert response.status_code == 200
     assert "javascript" in response.headers["content-type"]
+
+
+def test_log_out_ends_session(http: httpx.Client, settings: Settings) -> None:
+    setup = run(make_sale(settings, spaces=1, buyers=1))
+    log_in(http, setup)
+
+    response = http.post(f"/sales/{setup.sale.id}/logout")
+    page = http.get(f"/sales/{setup.sale.id}")
+
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/sales/{setup.sale.id}"
+    assert "parking_buyer" not in http.cookies
+    assert 'data-logged-in="false"' in page.text
+
+
+def test_log_out_other_origin(http: httpx.Client, settings: Settings) -> None:
+    setup = run(make_sale(settings, spaces=1, buyers=1))
+    log_in(http, setup)
+
+    response = http.post(
+        f"/sales/{setup.sale.id}/logout", headers={"Origin": "http://other.invalid"}
+    )
+    page = http.get(f"/sales/{setup.sale.id}")
+
+    assert response.status_code == 403
+    assert 'data-logged-in="true"' in page.text
