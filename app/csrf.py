@@ -1,6 +1,7 @@
-"""Protection of the staff forms against cross-site request forgery.
+"""Protection of the pages' forms against cross-site request forgery.
 
-Two checks guard every form post. The browser's Origin header, when sent,
+Two checks guard every staff form post, and the buyer's logout uses the
+first. The browser's Origin header, when sent,
 must name this service's own origin. The form must also carry a token
 derived from the staff session cookie: another site can make a browser post
 a form but cannot read that HttpOnly cookie, so it cannot compute the token.
