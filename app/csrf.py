@@ -1,10 +1,10 @@
 """Protection of the pages' forms against cross-site request forgery.
 
 Two checks guard every staff form post, and the buyer's logout uses the
-first. The browser's Origin header, when sent,
-must name this service's own origin. The form must also carry a token
-derived from the staff session cookie: another site can make a browser post
-a form but cannot read that HttpOnly cookie, so it cannot compute the token.
+first. The browser's Origin header, when sent, must name this service's own
+origin. The form must also carry a token derived from the staff session
+cookie: another site can make a browser post a form but cannot read that
+HttpOnly cookie, so it cannot compute the token.
 The session cookie is SameSite=Strict as well, which on its own already
 keeps it off cross-site posts in current browsers.
 """
