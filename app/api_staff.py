@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app import cancellation, contracts, payments, staff, waiting_list
+from app import cancellation, contracts, payments, sales, staff, waiting_list
 from app.api_buyer import json_response
 from app.errors import BadRequest
 from app.hold_locks import LockedHold
@@ -166,7 +166,8 @@ async def search_holds(request: Request) -> Response:
         zone=params.get("zone") or None,
         page=_page(params.get("page")),
     )
-    body = await search(svc.pool, path_int(request, "sale"), query)
+    sale = await sales.get_sale(svc.pool, path_int(request, "sale"))
+    body = await search(svc.pool, sale.id, query)
     return json_response(body, headers={"Cache-Control": "no-store"})
 
 
@@ -236,9 +237,9 @@ async def join_waiting_list(request: Request) -> Response:
 
 async def show_waiting_list(request: Request) -> Response:
     svc, _ = await current_member(request)
-    sale_id = path_int(request, "sale")
-    entries = await waiting_list.list_entries(svc.pool, sale_id)
-    return json_response({"sale": sale_id, "entries": entries})
+    sale = await sales.get_sale(svc.pool, path_int(request, "sale"))
+    entries = await waiting_list.list_entries(svc.pool, sale.id)
+    return json_response({"sale": sale.id, "entries": entries})
 
 
 routes = [

@@ -449,3 +449,15 @@ def test_hold_detail_with_history(http: httpx.Client, office: Office) -> None:
     ]
     assert body["history"][1]["after"]["queue_no"] == 1
     assert unknown.status_code == 404
+
+
+def test_unknown_sale_not_found(http: httpx.Client, office: Office) -> None:
+    for path in (
+        "/api/staff/sales/999999999/holds",
+        "/api/staff/sales/999999999/waiting-list",
+        "/api/staff/sales/999999999/summary",
+        "/api/staff/sales/999999999/export.csv",
+    ):
+        response = http.get(path, headers=office.cashier)
+        assert response.status_code == 404, path
+        assert response.json()["error"] == "unknown_sale", path
