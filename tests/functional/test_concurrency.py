@@ -139,8 +139,10 @@ def test_grab_storm_keeps_invariants(
 
     statuses = Counter(result["status"] for result in results)
     assert len(results) >= 2000
-    assert set(statuses) <= {201, 409}, statuses
-    assert statuses[201] >= SPACES, "the spaces did not sell out"
+    # 202 is a win whose recording waited longer than the Postgres timeout,
+    # which a loaded test machine can cause; it must still be recorded.
+    assert set(statuses) <= {201, 202, 409}, statuses
+    assert statuses[201] + statuses[202] >= SPACES, "the spaces did not sell out"
 
     # No space held twice: one live hold per label, and every label sold.
     holds = state["holds"]
@@ -159,9 +161,9 @@ def test_grab_storm_keeps_invariants(
     assert len(streamed) == len(set(streamed)) == SPACES
     assert sorted(streamed) == sorted(hold["id"] for hold in holds)
 
-    # Every 201 names a recorded hold, with the right space and buyer.
+    # Every win names a recorded hold, with the right space and buyer.
     recorded = {hold["id"]: hold for hold in holds}
-    won = [r for r in results if r["status"] == 201]
+    won = [r for r in results if r["status"] in (201, 202)]
     for result in won:
         hold = recorded[result["body"]["hold"]]
         assert hold["label"] == result["body"]["space"]
@@ -174,7 +176,7 @@ def test_grab_storm_keeps_invariants(
     repeated = [answers for answers in by_key.values() if len(answers) > 1]
     assert repeated
     for answers in repeated:
-        statuses_seen = {status for status, _ in answers}
-        assert len(statuses_seen) == 1, answers
-        if answers[0][0] == 201:
+        outcomes = {body.get("error", "won") for _, body in answers}
+        assert len(outcomes) == 1, answers
+        if outcomes == {"won"}:
             assert len({body["hold"] for _, body in answers}) == 1
