@@ -102,6 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "misbehaving, max-grabs, seed), as in loadtest/launch.conf",
     )
     parser.add_argument(
+        "--locust-processes",
+        type=int,
+        default=1,
+        help="Locust processes generating the load (default 1)",
+    )
+    parser.add_argument(
         "--access-code-memory-kib",
         type=int,
         default=64,
@@ -199,6 +205,8 @@ def _locust_command(run: _Run, url: str, sale_id: int, people: Path) -> list[str
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
     if args.locust_config:
         command += ["--config", str(args.locust_config)]
+    if args.locust_processes > 1:
+        command += ["--processes", str(args.locust_processes)]
     command += [
         "--headless",
         "--users",
@@ -274,10 +282,13 @@ def _group_alive(group: int) -> bool:
 def _stop_service(process: subprocess.Popen[bytes]) -> None:
     """Stop the service and its workers: SIGINT, then SIGKILL after 20 s."""
     group = process.pid
-    if _group_alive(group):
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signal.SIGINT)
     deadline = time.monotonic() + 20
-    while _group_alive(group) and time.monotonic() < deadline:
+    # poll() reaps the service once it exits, so only live processes remain.
+    while process.poll() is None or _group_alive(group):
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.2)
     if _group_alive(group):
         # NOTE: a uvicorn worker has been seen to outlive its parent after

@@ -217,7 +217,7 @@ class Buyer(FastHttpUser):
     def on_start(self) -> None:
         scenario = _scenario_or_stop()
         self.scenario = scenario
-        self.index = next(scenario.next_index)
+        self.index = self._buyer_index(scenario)
         self.registrant: Registrant | None = None
         if self.index < len(scenario.registrants):
             self.registrant = scenario.registrants[self.index]
@@ -235,6 +235,20 @@ class Buyer(FastHttpUser):
         self.won: list[str] = []
         self.grabbed = False
         self.runs = 0
+
+    def _buyer_index(self, scenario: Scenario) -> int:
+        """Return this user's row in the registrants file, unique in the run.
+
+        With `--processes N`, worker process i takes rows i, i + N, i + 2N...
+        NOTE: workers started by hand with `--worker` do not know N, so they
+        would share rows; run this file in one process or with --processes.
+        """
+        local = next(scenario.next_index)
+        runner = self.environment.runner
+        options = self.environment.parsed_options
+        if isinstance(runner, WorkerRunner) and options and options.processes:
+            return local * options.processes + runner.worker_index
+        return local
 
     def clock(self) -> float:
         """Return the server's time as this buyer estimates it, in seconds."""
