@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import os
 import secrets
+import signal
 import tempfile
 from pathlib import Path
 
@@ -96,7 +97,16 @@ Press Ctrl-C to stop the service and the servers it started.
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    # uvicorn re-raises the signal that stopped it once it has shut down.
+    # Both must then unwind through the `finally` below, which stops the
+    # embedded servers, even when the shell started us with SIGINT ignored.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     servers: EmbeddedServers | None = None
     if not settings.redis_url or not settings.database_url:
         servers = EmbeddedServers(args.data_dir)
