@@ -1,4 +1,4 @@
-"""POST /api/sales/{sale}/holds answered in plain ASGI, ahead of the router.
+"""POST /api/sales/{sale}/holds handled in plain ASGI, ahead of the router.
 
 At launch nearly every request is a grab, and much of a grab's cost was the
 framework around it (router, request and response objects, middleware).
@@ -63,10 +63,10 @@ async def _body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> by
 
 
 class GrabEndpoint:
-    """Answers grab requests; `handle` returns False for any other request."""
+    """Handles grab requests; `handle` returns False for any other request."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer a grab and return True, or return False and send nothing."""
+        """Handle a grab and return True, or return False and send nothing."""
         match = _PATH.fullmatch(scope["path"])
         svc: Services | None = getattr(scope["app"].state, "services", None)
         if match is None or svc is None or not svc.settings.grab_fast_path:

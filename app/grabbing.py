@@ -1,9 +1,9 @@
 """The grab: one Redis script call decides, then the winner is recorded.
 
-Deciding happens only in Redis (fail closed: if Redis fails, nothing is
-granted and the client is told to retry with the same idempotency key).
-Recording a win waits at most `postgres_timeout_seconds` for Postgres: a win
-recorded in time is answered 201, otherwise 202 "pending" and the persister
+Only Redis decides, and it fails closed: if Redis fails, nothing is granted
+and the 503 response asks the client to retry with the same idempotency key.
+Recording a win waits at most `postgres_timeout_seconds` for Postgres. A win
+recorded in time gets 201; otherwise it gets 202 "pending" and the persister
 records it from the grant stream.
 """
 
@@ -69,7 +69,7 @@ class GrabService:
         idempotency_key: str,
         labels: list[str],
     ) -> GrabAnswer:
-        """Try to hold the first free space of `labels`; raise an `AppError` on loss."""
+        """Hold the first free space of `labels`; raise an `AppError` on a loss."""
         if not self.limiter.allow((sale_id, registration_no)):
             retry = self.limiter.retry_after((sale_id, registration_no))
             self._count("too_many_requests")

@@ -38,7 +38,7 @@ class _Protocol(asyncio.Protocol):
         self.outgoing: list[bytes] = []
 
     def queue(self, packed: bytes, future: asyncio.Future[Any]) -> None:
-        """Queue a command; its future is answered in the order queued."""
+        """Queue a command; futures are resolved in the order queued."""
         if self.closed:
             future.set_exception(RedisConnectionError("connection to Redis lost"))
             return
@@ -83,7 +83,9 @@ class _Protocol(asyncio.Protocol):
 def _expire(future: asyncio.Future[Any], client: PipelinedRedis) -> None:
     if not future.done():
         future.set_exception(
-            RedisTimeoutError(f"Redis did not answer within {client.timeout_seconds} s")
+            RedisTimeoutError(
+                f"Redis did not respond within {client.timeout_seconds} s"
+            )
         )
 
 

@@ -1,6 +1,6 @@
 """Group commit for winning grabs: one Postgres transaction per batch.
 
-Every winning request needs its hold in Postgres before it answers 201.
+Every winning request needs its hold in Postgres before responding 201.
 Recording each in its own transaction serialises them on the commit (and on
 the sale's audit chain), so winners that arrive while a batch is being
 written wait together and go into the next batch.
