@@ -52,8 +52,10 @@ from loadtest.demand import MAX_RANKED, Demand, misbehaviour, taken_labels
 logger = logging.getLogger(__name__)
 
 UNKNOWN_LABEL = "ZZ-999"
-# Bounds on one buyer, so every request loop ends by itself.
-MAX_RETRIES_PER_STEP = 3
+# Bounds on one buyer, so that every request loop ends by itself. The task
+# runs at most 3 times in all (again only after it raised, say on a failed
+# login), and a buyer waits at most 10 minutes for its click time.
+MAX_TASK_RUNS = 3
 MAX_WAIT_SECONDS = 600.0
 # Correct responses to a grab; anything else is a failure in the report.
 GRAB_EXPECTED = (
@@ -263,7 +265,7 @@ class Buyer(FastHttpUser):
         if self.registrant is None:
             self.count("no_registrant_left")
             raise StopUser()
-        if self.runs > MAX_RETRIES_PER_STEP:
+        if self.runs > MAX_TASK_RUNS:
             self.count("gave_up_after_errors")
             raise StopUser()
         if not self.headers:
@@ -372,7 +374,7 @@ class Buyer(FastHttpUser):
         if self.clock() >= self.opens_at:
             self.count("logged_in_after_opening")
         click_at = self.opens_at + self.rng.uniform(0, self.scenario.spike_seconds)
-        # A click sent a second early is told the sale is not open, unless the
+        # A click sent a second early gets 403 sale_not_open, unless the
         # service is so slow that it arrives after the opening.
         if self.misbehaviour == "early_click" and self.clock() < self.opens_at - 1:
             self.refresh_before(self.opens_at - 1.0)
