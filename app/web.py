@@ -40,7 +40,7 @@ from app.errors import AppError
 from app.grab_endpoint import GrabEndpoint
 from app.grabbing import GrabService
 from app.hold_refs import HoldRefs
-from app.logs import new_request_id, request_id
+from app.logs import configure_logging, new_request_id, request_id
 from app.persister import Persister
 from app.pipelined_redis import PipelinedRedis
 from app.ratelimit import TokenBuckets
@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 # How old a grant must be before the in-service persister records it; the
 # winning request usually has by then.
 PERSIST_GRACE_MS = 500
+
+# How long shutdown waits for Postgres queries in flight.
+SHUTDOWN_WAIT_SECONDS = 10.0
 
 
 class ParkingApp(Starlette):
@@ -171,6 +174,8 @@ async def start_services(settings: Settings) -> Services:
 def create_app(settings: Settings | None = None) -> ParkingApp:
     """Build the application; settings default to the environment's."""
     settings = settings or load_settings()
+    # Worker processes that uvicorn spawns start here, not in the command line.
+    configure_logging(settings.log_level, settings.log_format)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -198,7 +203,12 @@ def create_app(settings: Settings | None = None) -> ParkingApp:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             logger.info("service_stopping", extra={"grab_outcomes": svc.grabs.outcomes})
-            await svc.pool.close()
+            try:
+                # close() waits for every query in flight; do not wait forever.
+                await asyncio.wait_for(svc.pool.close(), SHUTDOWN_WAIT_SECONDS)
+            except TimeoutError:
+                logger.warning("postgres_pool_terminated")
+                svc.pool.terminate()
             if svc.store.hot is not None:
                 svc.store.hot.close()
             await svc.redis.aclose()

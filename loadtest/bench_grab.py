@@ -143,6 +143,16 @@ def start_server(
     raise RuntimeError(f"the service did not become ready:\n{tail}")
 
 
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        print("the service did not stop within 60 s; killing it", file=sys.stderr)
+        process.kill()
+        process.wait()
+
+
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
@@ -289,8 +299,7 @@ def main() -> int:
                             rows.append((mix, workers, config, "bare", bare))
                             rows.append((mix, workers, config, "grab", grab))
                 finally:
-                    process.terminate()
-                    process.wait(timeout=30)
+                    stop_server(process)
                 verdicts.append(
                     f"launch sale, {workers} worker(s), {config}: "
                     + asyncio.run(check_stores(database_url, redis_url, launch.sale_id))
