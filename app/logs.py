@@ -13,6 +13,7 @@ import itertools
 import logging
 import logging.config
 import secrets
+import sys
 from typing import Any
 
 import orjson
@@ -77,6 +78,18 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of each record.
+
+    Test runners swap standard error per test; a handler that kept the stream
+    it was created with would write to a closed file afterwards.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(level: str = "info", log_format: str = "text") -> None:
     """Send the `app` loggers and uvicorn's to standard error."""
     formatter = "json" if log_format == "json" else "text"
@@ -90,9 +103,8 @@ def configure_logging(level: str = "info", log_format: str = "text") -> None:
             },
             "handlers": {
                 "stderr": {
-                    "class": "logging.StreamHandler",
+                    "()": StderrHandler,
                     "formatter": formatter,
-                    "stream": "ext://sys.stderr",
                 }
             },
             "loggers": {

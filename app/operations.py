@@ -73,6 +73,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             log_config=None,
             access_log=False,
             server_header=False,
+            # Longer than any page's polling interval, so a grab is never
+            # sent on a connection the server has just closed as idle.
+            timeout_keep_alive=75,
+            # Stop waiting for open connections after this, so a stop or a
+            # restart of the service is bounded.
+            timeout_graceful_shutdown=15,
         )
     finally:
         if metrics_dir is not None:

@@ -173,7 +173,7 @@ def test_serve_two_workers_sums_metrics(settings: Settings) -> None:
         scraped = httpx.get(f"{url}/metrics")
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=60)
 
     assert scraped.status_code == 200
     count = next(
