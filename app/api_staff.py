@@ -160,11 +160,15 @@ def _page(raw: str | None) -> int:
 async def search_holds(request: Request) -> Response:
     svc, _ = await current_member(request)
     params = request.query_params
+    text = params.get("q", "")
+    # A scanned QR code types the buyer's signed hold reference into q.
+    hold_id = svc.hold_refs.verify(text) if text else None
     query = HoldQuery(
-        text=params.get("q", ""),
+        text="" if hold_id else text,
         status=params.get("status") or None,
         zone=params.get("zone") or None,
         page=_page(params.get("page")),
+        hold_id=hold_id,
     )
     sale = await sales.get_sale(svc.pool, path_int(request, "sale"))
     body = await search(svc.pool, sale.id, query)

@@ -32,6 +32,8 @@ class HoldQuery:
     status: str | None = None
     zone: str | None = None
     page: int = 1
+    # Set from a signed hold reference (the buyer's QR code); matches one hold.
+    hold_id: str | None = None
 
     def validate(self) -> None:
         if self.status is not None and self.status not in STATUSES:
@@ -67,7 +69,7 @@ async def search(db: DbExecutor, sale_id: int, query: HoldQuery) -> dict[str, An
 
     The text matches a space label or registration number (exactly or as a
     prefix, any case), part of a buyer's name, or, when it is four digits,
-    the last four digits of the phone number.
+    the last four digits of the phone number. A `hold_id` matches that hold.
     """
     query.validate()
     text = query.text.strip()
@@ -84,6 +86,9 @@ async def search(db: DbExecutor, sale_id: int, query: HoldQuery) -> dict[str, An
         if len(text) == 4 and text.isdigit():
             matches.append(f"right(r.phone, 4) = ${n}")
         where.append("(" + " OR ".join(matches) + ")")
+    if query.hold_id is not None:
+        args.append(query.hold_id)
+        where.append(f"h.id = ${len(args)}")
     if query.status is not None:
         args.append(query.status)
         where.append(f"h.status = ${len(args)}")

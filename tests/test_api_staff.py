@@ -432,6 +432,25 @@ def test_search_by_each_key(http: httpx.Client, office: Office) -> None:
     assert bad_page.json()["field"] == "page"
 
 
+def test_search_by_signed_reference(
+    http: httpx.Client, office: Office, settings: Settings
+) -> None:
+    from app.hold_refs import HoldRefs
+
+    assert settings.secret_key
+    refs = HoldRefs(settings.secret_key)
+    path = f"/api/staff/sales/{office.setup.sale.id}/holds"
+    reference = refs.sign(office.holds[3])
+    forged = HoldRefs("another-key").sign(office.holds[3])
+
+    found = http.get(path, params={"q": reference + "\n"}, headers=office.cashier)
+    not_found = http.get(path, params={"q": forged}, headers=office.cashier)
+
+    assert [h["hold"] for h in found.json()["holds"]] == [office.holds[3]]
+    assert not_found.status_code == 200
+    assert not_found.json()["holds"] == []
+
+
 def test_hold_detail_with_history(http: httpx.Client, office: Office) -> None:
     hold = office.holds[0]
     assert pay(http, office.cashier, hold).status_code == 201
