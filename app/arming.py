@@ -8,12 +8,16 @@ not yet in Postgres must survive a re-arm.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from app.errors import Conflict
 from app.keys import ARMED_SALES, SaleKeys
@@ -24,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 GROUP = "persister"
 _CHUNK = 5000
+# Tries of the WATCHed transaction before giving up on a sale that keeps
+# changing under it.
+_ATTEMPTS = 10
 
 
 def _milliseconds(moment: dt.datetime) -> int:
@@ -39,37 +46,17 @@ async def ensure_group(client: aioredis.Redis, keys: SaleKeys) -> None:
             raise
 
 
-async def arm_sale(
-    pool: DbPool,
-    client: aioredis.Redis,
-    sale_id: int,
-    force: bool = False,
-    drain: Callable[[int], Awaitable[object]] | None = None,
-) -> Sale:
-    """Load the sale into Redis and mark it armed; return the armed sale.
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What arming reads from Postgres."""
 
-    Raises `Conflict` for a closed sale, for a sale without spaces or
-    registrants, and for re-arming a sale that has opened, unless `force`.
-    A forced re-arm pauses grabbing, lets `drain` record pending grants, and
-    then loads the holds from Postgres, so no grant is lost or doubled.
-    """
-    sale = await get_sale(pool, sale_id)
-    keys = SaleKeys.for_sale(sale_id)
-    now = dt.datetime.now(dt.UTC)
-    if sale.state == "closed":
-        raise Conflict(f"Sale {sale_id} is closed and cannot be armed again.")
-    if sale.state != "draft" and now >= sale.opens_at and not force:
-        raise Conflict(
-            f"Sale {sale_id} opened at {sale.opens_at.isoformat()}; re-arming an "
-            "open sale needs --force."
-        )
+    spaces: list[asyncpg.Record]
+    registrants: list[asyncpg.Record]
+    live: list[asyncpg.Record]
+    last_seq: int
 
-    if sale.state != "draft" and await client.exists(keys.meta):
-        # Stop grabs first so no grant slips in between reading and loading.
-        await client.hset(keys.meta, "state", "paused")
-        if drain is not None:
-            await drain(sale_id)
 
+async def _read_sale(pool: DbPool, sale_id: int) -> _Loaded:
     async with pool.acquire() as connection:
         spaces = await connection.fetch(
             "SELECT label, position FROM spaces WHERE sale_id = $1", sale_id
@@ -99,45 +86,92 @@ async def arm_sale(
         raise Conflict(f"Sale {sale_id} has no spaces; import them before arming.")
     if not registrants:
         raise Conflict(f"Sale {sale_id} has no registrants; import them before arming.")
+    return _Loaded(list(spaces), list(registrants), list(live), int(last_seq))
 
-    old_seq = int(await client.hget(keys.meta, "seq") or 0)
-    generation = sale.generation + 1
-    state = "paused" if sale.state == "paused" else "armed"
+
+def _queue_writes(
+    pipe: Pipeline, keys: SaleKeys, sale: Sale, loaded: _Loaded, state: str, seq: int
+) -> None:
+    """Queue the commands that replace the sale's keys in one transaction."""
     counts: dict[str, int] = {}
-    for row in live:
+    for row in loaded.live:
         counts[row["registration_no"]] = counts.get(row["registration_no"], 0) + 1
-
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.delete(*keys.all_data())
+    pipe.delete(*keys.all_data())
+    pipe.hset(
+        keys.meta,
+        mapping={
+            "state": state,
+            "opens_ms": _milliseconds(sale.opens_at),
+            "closes_ms": _milliseconds(sale.closes_at),
+            "payment_ms": int(sale.payment_window.total_seconds() * 1000),
+            "generation": sale.generation + 1,
+            "seq": seq,
+            "version": 0,
+        },
+    )
+    spaces = loaded.spaces
+    for start in range(0, len(spaces), _CHUNK):
+        chunk = spaces[start : start + _CHUNK]
+        pipe.hset(keys.spaces, mapping={r["label"]: r["position"] for r in chunk})
+    # Size the bitmap once, so its length matches the number of spaces.
+    pipe.setbit(keys.taken, max(r["position"] for r in spaces), 0)
+    registrants = loaded.registrants
+    for start in range(0, len(registrants), _CHUNK):
+        chunk = registrants[start : start + _CHUNK]
         pipe.hset(
-            keys.meta,
-            mapping={
-                "state": state,
-                "opens_ms": _milliseconds(sale.opens_at),
-                "closes_ms": _milliseconds(sale.closes_at),
-                "payment_ms": int(sale.payment_window.total_seconds() * 1000),
-                "generation": generation,
-                "seq": max(old_seq, int(last_seq)),
-                "version": 0,
-            },
+            keys.limits,
+            mapping={r["registration_no"]: r["buyer_limit"] for r in chunk},
         )
-        for start in range(0, len(spaces), _CHUNK):
-            chunk = spaces[start : start + _CHUNK]
-            pipe.hset(keys.spaces, mapping={r["label"]: r["position"] for r in chunk})
-        # Size the bitmap once, so its length matches the number of spaces.
-        pipe.setbit(keys.taken, max(r["position"] for r in spaces), 0)
-        for start in range(0, len(registrants), _CHUNK):
-            chunk = registrants[start : start + _CHUNK]
-            pipe.hset(
-                keys.limits,
-                mapping={r["registration_no"]: r["buyer_limit"] for r in chunk},
-            )
-        for row in live:
-            pipe.hset(keys.holders, row["label"], row["id"])
-            pipe.setbit(keys.taken, row["position"], 1)
-        if counts:
-            pipe.hset(keys.counts, mapping={k: v for k, v in counts.items()})
-        await pipe.execute()
+    for row in loaded.live:
+        pipe.hset(keys.holders, row["label"], row["id"])
+        pipe.setbit(keys.taken, row["position"], 1)
+    if counts:
+        pipe.hset(keys.counts, mapping={k: v for k, v in counts.items()})
+
+
+async def arm_sale(
+    pool: DbPool,
+    client: aioredis.Redis,
+    sale_id: int,
+    force: bool = False,
+    drain: Callable[[int], Awaitable[object]] | None = None,
+) -> Sale:
+    """Load the sale into Redis and mark it armed; return the armed sale.
+
+    Raises `Conflict` for a closed sale, for a sale without spaces or
+    registrants, and for re-arming a sale that has opened, unless `force`.
+
+    A re-arm pauses grabbing, lets `drain` record the grants still in the
+    stream, reads the live holds from Postgres and writes them to Redis in
+    one transaction. The transaction WATCHes the grant stream and the
+    holders, so a grant or a release that slips in after the drain (a
+    waiting-list offer, a cancellation) makes it start over instead of
+    losing or doubling that hold. If arming fails, the sale's earlier state
+    in Redis is restored.
+    """
+    sale = await get_sale(pool, sale_id)
+    keys = SaleKeys.for_sale(sale_id)
+    now = dt.datetime.now(dt.UTC)
+    if sale.state == "closed":
+        raise Conflict(f"Sale {sale_id} is closed and cannot be armed again.")
+    if sale.state != "draft" and now >= sale.opens_at and not force:
+        raise Conflict(
+            f"Sale {sale_id} opened at {sale.opens_at.isoformat()}; re-arming an "
+            "open sale needs --force."
+        )
+
+    previous = await client.hget(keys.meta, "state")
+    state = "paused" if sale.state == "paused" else "armed"
+    try:
+        if previous is not None:
+            await client.hset(keys.meta, "state", "paused")
+        await _load_into_redis(pool, client, sale, keys, state, drain)
+    except BaseException:
+        if previous is not None:
+            # Best effort: a failure here must not hide the original error.
+            with contextlib.suppress(RedisError):
+                await client.hset(keys.meta, "state", previous)
+        raise
     await ensure_group(client, keys)
     await client.sadd(ARMED_SALES, sale_id)
 
@@ -147,17 +181,50 @@ async def arm_sale(
         """,
         sale_id,
         state,
-        generation,
+        sale.generation + 1,
     )
     assert updated is not None
     logger.info(
         "sale_armed",
-        extra={
-            "sale_id": sale_id,
-            "generation": generation,
-            "spaces": len(spaces),
-            "registrants": len(registrants),
-            "live_holds": len(live),
-        },
+        extra={"sale_id": sale_id, "generation": sale.generation + 1},
     )
     return Sale.from_record(updated)
+
+
+async def _load_into_redis(
+    pool: DbPool,
+    client: aioredis.Redis,
+    sale: Sale,
+    keys: SaleKeys,
+    state: str,
+    drain: Callable[[int], Awaitable[object]] | None,
+) -> None:
+    async with client.pipeline(transaction=True) as pipe:
+        for attempt in range(1, _ATTEMPTS + 1):
+            await pipe.watch(keys.grants, keys.holders, keys.counts)
+            if drain is not None:
+                await drain(sale.id)
+            loaded = await _read_sale(pool, sale.id)
+            old_seq = int(await pipe.hget(keys.meta, "seq") or 0)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            _queue_writes(
+                pipe, keys, sale, loaded, state, max(old_seq, loaded.last_seq)
+            )
+            try:
+                await pipe.execute()
+            except WatchError:
+                logger.info(
+                    "arming_retried", extra={"sale_id": sale.id, "attempt": attempt}
+                )
+                continue
+            logger.info(
+                "sale_loaded",
+                extra={
+                    "sale_id": sale.id,
+                    "spaces": len(loaded.spaces),
+                    "registrants": len(loaded.registrants),
+                    "live_holds": len(loaded.live),
+                },
+            )
+            return
+    raise Conflict(f"Sale {sale.id} kept changing while it was being armed; try again.")

@@ -82,6 +82,8 @@ class Persister:
         self.claim_idle_ms = claim_idle_ms
         self.grace_ms = grace_ms
         self.recorded = 0
+        # Sales whose drain failed, and when to try each of them again.
+        self._retry_at: dict[int, tuple[float, float]] = {}
 
     async def _let_requests_record(self, entries: Sequence[StreamEntry]) -> None:
         """Wait until the newest entry is `grace_ms` old.
@@ -172,10 +174,38 @@ class Persister:
             block_ms = None
 
     async def drain_all(self) -> int:
-        """Drain every armed sale once; return how many grants were recorded."""
+        """Drain every armed sale once; return how many grants were recorded.
+
+        A sale whose drain fails (for example on a grant that Postgres
+        rejects) is logged and retried later with a growing pause, so it
+        does not hold up the other sales. Errors reaching Redis itself, or
+        Postgres on every sale, are raised to the caller.
+        """
         total = 0
-        for member in await self.client.smembers(ARMED_SALES):
-            total += await self.drain_sale(int(member))
+        failures: list[BaseException] = []
+        members = await self.client.smembers(ARMED_SALES)
+        now = time.monotonic()
+        for member in members:
+            sale_id = int(member)
+            retry_at, pause = self._retry_at.get(sale_id, (0.0, 0.5))
+            if now < retry_at:
+                continue
+            try:
+                total += await self.drain_sale(sale_id)
+            except RedisError:
+                raise
+            except STORE_ERRORS as exc:
+                failures.append(exc)
+                self._retry_at[sale_id] = (now + pause, min(pause * 2, 30.0))
+                metrics.count_store_error("postgres", "persist")
+                logger.error(
+                    "sale_drain_failed",
+                    extra={"sale_id": sale_id, "error": repr(exc), "retry_in_s": pause},
+                )
+            else:
+                self._retry_at.pop(sale_id, None)
+        if failures and len(failures) == len(members):
+            raise failures[0]
         return total
 
     async def run(self, idle_sleep: float = 0.05) -> None:

@@ -152,3 +152,65 @@ def test_migrate_twice_is_harmless(settings: Settings) -> None:
             await pool.close()
 
     assert run(migrate_again()) == []
+
+
+async def test_forced_rearm_retries_after_late_grant(settings: Settings) -> None:
+    """A grant that lands after the drain (as a waiting-list offer can) is kept."""
+    from app.reconcile import reconcile
+
+    setup = await make_sale(settings, spaces=3, buyers=3)
+    pool, client = await connect(settings)
+    store = RedisStore(client, 600)
+    keys = SaleKeys.for_sale(setup.sale.id)
+    persister = Persister(client, pool, claim_idle_ms=0)
+    drains: list[int] = []
+    late: list[str] = []
+
+    async def drain_then_grant_once(sale_id: int) -> None:
+        await persister.drain_sale(sale_id)
+        drains.append(sale_id)
+        if len(drains) == 1:
+            # The sale is paused now; let one grant through behind its back.
+            await client.hset(keys.meta, "state", "armed")
+            reply = await store.grab(
+                sale_id, setup.buyers[2].registration_no, "late", ["A-003"]
+            )
+            await client.hset(keys.meta, "state", "paused")
+            late.append(reply.hold_id)
+
+    try:
+        await arming.arm_sale(
+            pool, client, setup.sale.id, force=True, drain=drain_then_grant_once
+        )
+        holder = await client.hget(keys.holders, "A-003")
+        state = await client.hget(keys.meta, "state")
+        report = await reconcile(pool, client, setup.sale.id)
+    finally:
+        await client.aclose()
+        await pool.close()
+
+    assert len(drains) == 2
+    assert holder == late[0].encode()
+    assert state == b"armed"
+    assert report.differences == []
+
+
+async def test_failed_rearm_restores_state(settings: Settings) -> None:
+    setup = await make_sale(settings, spaces=2, buyers=2)
+    pool, client = await connect(settings)
+    keys = SaleKeys.for_sale(setup.sale.id)
+
+    async def failing_drain(sale_id: int) -> None:
+        raise OSError("postgres went away")
+
+    try:
+        with pytest.raises(OSError):
+            await arming.arm_sale(
+                pool, client, setup.sale.id, force=True, drain=failing_drain
+            )
+        state = await client.hget(keys.meta, "state")
+    finally:
+        await client.aclose()
+        await pool.close()
+
+    assert state == b"armed"
