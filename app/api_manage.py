@@ -19,7 +19,13 @@ from app import management, reports, sales
 from app.api_buyer import json_response
 from app.api_staff import current_member, int_field, optional_text
 from app.errors import BadRequest, PayloadTooLarge
-from app.inputs import path_int, read_body, read_json_object, text_field
+from app.inputs import (
+    is_ascii_digits,
+    path_int,
+    read_body,
+    read_json_object,
+    text_field,
+)
 from app.reconcile import reconcile as compare_stores
 from app.staff_sessions import require_manager
 
@@ -99,7 +105,7 @@ async def _csv_text(request: Request, max_bytes: int) -> str:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
+        if is_ascii_digits(declared) and int(declared) > max_bytes:
             raise PayloadTooLarge(f"The upload must be at most {max_bytes} bytes.")
         async with request.form(max_files=1, max_fields=10) as form:
             upload = form.get("file")

@@ -23,7 +23,7 @@ from app.errors import BadRequest
 from app.hold_locks import LockedHold
 from app.hold_search import HoldQuery, hold_detail, search
 from app.holds import format_queue_no
-from app.inputs import path_int, read_json_object, text_field
+from app.inputs import is_ascii_digits, path_int, read_json_object, text_field
 from app.services import Services, services
 from app.staff import LoginThrottle, StaffMember
 from app.staff_sessions import STAFF_COOKIE, StaffSessions, require_manager
@@ -150,7 +150,7 @@ async def whoami(request: Request) -> Response:
 def _page(raw: str | None) -> int:
     if raw is None or raw == "":
         return 1
-    if not raw.isdigit() or len(raw) > 6:
+    if not is_ascii_digits(raw) or len(raw) > 6:
         raise BadRequest(
             f"page must be a whole number from 1, got {raw!r}.", field="page"
         )

@@ -10,6 +10,7 @@ import asyncpg
 from app import audit
 from app.errors import BadRequest, UnknownHold
 from app.holds import hold_json
+from app.inputs import is_ascii_digits
 from app.types import DbExecutor
 
 PAGE_SIZE = 50
@@ -83,7 +84,7 @@ async def search(db: DbExecutor, sale_id: int, query: HoldQuery) -> dict[str, An
             f"starts_with(upper(r.registration_no), upper(${n}))",
             f"strpos(lower(r.name), lower(${n})) > 0",
         ]
-        if len(text) == 4 and text.isdigit():
+        if len(text) == 4 and is_ascii_digits(text):
             matches.append(f"right(r.phone, 4) = ${n}")
         where.append("(" + " OR ".join(matches) + ")")
     if query.hold_id is not None:

@@ -10,11 +10,20 @@ from starlette.requests import Request
 from app.errors import BadRequest, PayloadTooLarge
 
 
+def is_ascii_digits(text: str) -> bool:
+    """Return whether `text` is one or more ASCII digits 0-9.
+
+    `str.isdigit()` alone also accepts digits such as "²" or Arabic-Indic
+    digits, which `int()` then rejects or reads as a number.
+    """
+    return text.isascii() and text.isdigit()
+
+
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """Return the body, refusing one over `max_bytes` before reading it all."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not is_ascii_digits(declared):
             raise BadRequest("The Content-Length header is not a number.")
         if int(declared) > max_bytes:
             raise PayloadTooLarge(f"The body must be at most {max_bytes} bytes.")
@@ -65,6 +74,6 @@ def path_int(request: Request, name: str) -> int:
     raw = request.path_params[name]
     if isinstance(raw, int):
         return raw
-    if not str(raw).isdigit() or len(str(raw)) > 18:
+    if not is_ascii_digits(str(raw)) or len(str(raw)) > 18:
         raise BadRequest(f"{name} must be a positive whole number, got {raw!r}.")
     return int(raw)

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import csrf, errors, management, sales
+from app.inputs import is_ascii_digits
 from app.pages_staff import (
     form_text,
     posted_form,
@@ -57,7 +58,7 @@ def _moment(form: FormData, name: str, offset: str) -> dt.datetime:
 
 def _whole_number(form: FormData, name: str, low: int, high: int) -> int:
     text = form_text(form, name, 8)
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not is_ascii_digits(text) or not low <= int(text) <= high:
         raise errors.BadRequest(
             f"{name} must be a whole number from {low} to {high}, got {text!r}.",
             field=name,
@@ -142,7 +143,7 @@ async def manage_page(request: Request, svc: Services, member: StaffMember) -> R
 async def _uploaded_text(request: Request, max_bytes: int) -> str:
     """Return the CSV text of the form's "file" field, checking the form."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if is_ascii_digits(declared) and int(declared) > max_bytes:
         raise errors.PayloadTooLarge(f"The upload must be at most {max_bytes} bytes.")
     async with request.form(max_files=1, max_fields=5) as form:
         csrf.check_form(request, form)

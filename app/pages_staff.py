@@ -26,6 +26,7 @@ from app import cancellation, contracts, csrf, errors, payments, reports, sales,
 from app.api_buyer import DB_ERRORS
 from app.api_staff import current_member, office
 from app.hold_search import STATUSES, HoldQuery, hold_detail, search
+from app.inputs import is_ascii_digits
 from app.services import Services, services
 from app.staff import StaffMember
 from app.staff_sessions import STAFF_COOKIE, require_manager
@@ -224,7 +225,7 @@ async def search_page(request: Request, svc: Services, member: StaffMember) -> R
         text=text,
         status=params.get("status") or None,
         zone=params.get("zone") or None,
-        page=int(page) if page.isdigit() and len(page) < 7 else 1,
+        page=int(page) if is_ascii_digits(page) and len(page) < 7 else 1,
     )
     found = await search(svc.pool, sale.id, query)
     context = staff_context(

@@ -385,7 +385,17 @@ def test_sale_info(http: httpx.Client, settings: Settings) -> None:
     assert isinstance(info["server_time_ms"], int)
 
 
-@pytest.mark.parametrize(("path", "status"), [("999999", 404), ("abc", 400)])
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("999999", 404),
+        ("abc", 400),
+        # Superscript two and Arabic-Indic one: digits to str.isdigit(), not ids.
+        ("%C2%B2", 400),
+        ("%D9%A1", 400),
+        ("1234567890123456789", 400),
+    ],
+)
 def test_sale_info_unknown(http: httpx.Client, path: str, status: int) -> None:
     response = http.get(f"/api/sales/{path}")
 

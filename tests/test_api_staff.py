@@ -432,6 +432,19 @@ def test_search_by_each_key(http: httpx.Client, office: Office) -> None:
     assert bad_page.json()["field"] == "page"
 
 
+@pytest.mark.parametrize("page", ["\u00b2", "\u0661", "1.5", "-1"])
+def test_search_rejects_non_ascii_page(
+    http: httpx.Client, office: Office, page: str
+) -> None:
+    path = f"/api/staff/sales/{office.setup.sale.id}/holds"
+
+    response = http.get(path, params={"page": page}, headers=office.cashier)
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "page"
+    assert repr(page) in response.json()["message"]
+
+
 def test_search_by_signed_reference(
     http: httpx.Client, office: Office, settings: Settings
 ) -> None:

@@ -197,6 +197,20 @@ def test_search_page_lists_holds(http: httpx.Client, settings: Settings) -> None
     assert f'href="/staff/holds/{hold_ids[0]}"' not in response.text
 
 
+def test_search_page_ignores_non_ascii_page(
+    http: httpx.Client, settings: Settings
+) -> None:
+    setup, _ = held_sale(settings, holds=1)
+    log_in(http, "cashier", settings)
+    path = f"/staff/sales/{setup.sale.id}/holds"
+
+    # A superscript two is a digit to str.isdigit() but not to int().
+    response = http.get(path, params={"page": "\u00b2"})
+
+    assert response.status_code == 200
+    assert "1 holds found" in response.text
+
+
 def test_hold_page_escapes_buyer_name(http: httpx.Client, settings: Settings) -> None:
     setup, (hold_id,) = held_sale(settings)
 
