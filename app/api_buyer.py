@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -28,7 +29,11 @@ from app.sessions import BUYER_COOKIE, BuyerSession
 
 logger = logging.getLogger(__name__)
 
+# Wrong access codes allowed per registration number from one address, and
+# per address over all registration numbers, within the window. Counting per
+# number and address means a stranger cannot lock a buyer out.
 MAX_LOGIN_FAILURES = 5
+MAX_ADDRESS_FAILURES = 50
 LOGIN_FAILURE_WINDOW_SECONDS = 900
 
 DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -177,16 +182,23 @@ async def create_session(request: Request) -> Response:
     code = text_field(data, "access_code", 64)
     view = await _view(svc, sale_id)
 
-    failures_key = f"{SaleKeys.for_sale(sale_id).meta}:login-failures:{number}"
+    address = request.client.host if request.client else "unknown"
+    prefix = f"{SaleKeys.for_sale(sale_id).meta}:login-failures"
+    pair_key = f"{prefix}:{number}:{address}"
+    address_key = f"{prefix}-address:{address}"
     try:
-        failures = int(await svc.redis.get(failures_key) or 0)
+        counted = await svc.redis.mget(pair_key, address_key)
     except RedisError:
         # Fail open: the attempt limit protects codes, the hash still checks them.
-        failures = 0
-    if failures >= MAX_LOGIN_FAILURES:
+        counted = [None, None]
+    if int(counted[0] or 0) >= MAX_LOGIN_FAILURES:
         raise errors.TooManyRequests(
             "Too many wrong access codes for this registration number; wait 15 "
             "minutes or ask the sales office."
+        )
+    if int(counted[1] or 0) >= MAX_ADDRESS_FAILURES:
+        raise errors.TooManyRequests(
+            "Too many wrong access codes from this network; wait 15 minutes."
         )
 
     try:
@@ -211,8 +223,9 @@ async def create_session(request: Request) -> Response:
     if not valid or row is None:
         try:
             async with svc.redis.pipeline(transaction=True) as pipe:
-                pipe.incr(failures_key)
-                pipe.expire(failures_key, LOGIN_FAILURE_WINDOW_SECONDS)
+                for key in (pair_key, address_key):
+                    pipe.incr(key)
+                    pipe.expire(key, LOGIN_FAILURE_WINDOW_SECONDS)
                 await pipe.execute()
         except RedisError as exc:
             logger.warning("login_failure_not_counted", extra={"error": repr(exc)})
@@ -220,6 +233,9 @@ async def create_session(request: Request) -> Response:
             "The registration number or the access code is wrong."
         )
 
+    if counted[0] is not None:
+        with contextlib.suppress(RedisError):
+            await svc.redis.delete(pair_key)
     session = BuyerSession(sale_id, row["registration_no"])
     token = svc.buyer_sessions.issue(session)
     response = json_response(

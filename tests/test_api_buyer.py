@@ -446,3 +446,34 @@ def test_wrong_method_is_json(http: httpx.Client, settings: Settings) -> None:
 
     assert response.status_code == 405
     assert response.json()["error"] == "method_not_allowed"
+
+
+def test_stranger_cannot_lock_buyer_out(http: httpx.Client, settings: Settings) -> None:
+    setup = run(make_sale(settings, spaces=1, buyers=1))
+    buyer = setup.buyers[0]
+    url = f"/api/sales/{setup.sale.id}/session"
+    wrong = {"registration_no": buyer.registration_no, "access_code": "wrong"}
+    right = {"registration_no": buyer.registration_no, "access_code": buyer.access_code}
+    elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=str(http.base_url), transport=elsewhere) as stranger:
+        tries = [stranger.post(url, json=wrong).status_code for _ in range(6)]
+
+    response = http.post(url, json=right)
+
+    assert tries == [401] * 5 + [429]
+    assert response.status_code == 201
+
+
+def test_login_success_resets_failures(http: httpx.Client, settings: Settings) -> None:
+    setup = run(make_sale(settings, spaces=1, buyers=1))
+    buyer = setup.buyers[0]
+    url = f"/api/sales/{setup.sale.id}/session"
+    wrong = {"registration_no": buyer.registration_no, "access_code": "wrong"}
+    right = {"registration_no": buyer.registration_no, "access_code": buyer.access_code}
+
+    statuses = []
+    for _ in range(2):
+        statuses += [http.post(url, json=wrong).status_code for _ in range(4)]
+        statuses.append(http.post(url, json=right).status_code)
+
+    assert statuses == [401] * 4 + [201] + [401] * 4 + [201]
