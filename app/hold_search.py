@@ -10,7 +10,7 @@ import asyncpg
 from app import audit
 from app.errors import BadRequest, UnknownHold
 from app.holds import hold_json
-from app.inputs import is_ascii_digits
+from app.inputs import check_plain_text, is_ascii_digits
 from app.types import DbExecutor
 
 PAGE_SIZE = 50
@@ -48,6 +48,10 @@ class HoldQuery:
             )
         if len(self.text) > 64:
             raise BadRequest("q must have at most 64 characters.", field="q")
+        # The search strips surrounding white space, such as a scanner's line end.
+        check_plain_text(self.text.strip(), "q")
+        if self.zone is not None:
+            check_plain_text(self.zone, "zone")
 
 
 def staff_hold_json(row: asyncpg.Record) -> dict[str, Any]:

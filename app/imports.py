@@ -20,6 +20,7 @@ from typing import Any
 
 from app import passwords
 from app.errors import Conflict, ImportRejected
+from app.inputs import control_character
 from app.sales import KINDS, Sale
 from app.types import DbConnection
 
@@ -109,10 +110,27 @@ def _rows(
                 f"expected {len(columns)} values, got {len(values)}",
             )
             continue
-        yield (
-            reader.line_num,
-            {name: value.strip() for name, value in zip(columns, values, strict=True)},
-        )
+        row = {name: value.strip() for name, value in zip(columns, values, strict=True)}
+        if _has_control_characters(reader.line_num, row, problems):
+            continue
+        yield reader.line_num, row
+
+
+def _has_control_characters(
+    line: int, row: dict[str, str], problems: _Problems
+) -> bool:
+    """Report each field with a control character; return True if there was one."""
+    found = False
+    for name, value in row.items():
+        character = control_character(value)
+        if character is not None:
+            problems.add(
+                line,
+                name,
+                f"{name} must not contain control characters, found {character!r}",
+            )
+            found = True
+    return found
 
 
 def _price_fen(text: str) -> int | None:

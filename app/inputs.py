@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
 from app.errors import BadRequest, PayloadTooLarge
+
+# C0 control characters and DEL. Postgres rejects NUL in text, and none of
+# our fields is multi-line text, so no field accepts any of them.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def is_ascii_digits(text: str) -> bool:
@@ -17,6 +22,23 @@ def is_ascii_digits(text: str) -> bool:
     digits, which `int()` then rejects or reads as a number.
     """
     return text.isascii() and text.isdigit()
+
+
+def control_character(text: str) -> str | None:
+    """Return the first C0 control character or DEL in `text`, or None."""
+    found = _CONTROL_CHARACTER.search(text)
+    return found.group() if found else None
+
+
+def check_plain_text(value: str, name: str) -> None:
+    """Raise `BadRequest` naming the field when `value` has a control character."""
+    character = control_character(value)
+    if character is not None:
+        raise BadRequest(
+            f"The field {name!r} must not contain control characters, "
+            f"found {character!r}.",
+            field=name,
+        )
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -66,6 +88,7 @@ def text_field(data: dict[str, Any], name: str, max_length: int = 200) -> str:
             f"The field {name!r} must have at most {max_length} characters.",
             field=name,
         )
+    check_plain_text(value, name)
     return value
 
 

@@ -26,7 +26,7 @@ from app import cancellation, contracts, csrf, errors, payments, reports, sales,
 from app.api_buyer import DB_ERRORS
 from app.api_staff import current_member, office
 from app.hold_search import STATUSES, HoldQuery, hold_detail, search
-from app.inputs import is_ascii_digits
+from app.inputs import check_plain_text, is_ascii_digits
 from app.services import Services, services
 from app.staff import StaffMember
 from app.staff_sessions import STAFF_COOKIE, require_manager
@@ -100,6 +100,7 @@ def form_text(form: FormData, name: str, max_length: int) -> str:
             f"The field {name!r} must have at most {max_length} characters.",
             field=name,
         )
+    check_plain_text(text, name)
     return text
 
 

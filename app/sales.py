@@ -8,6 +8,7 @@ import datetime as dt
 import asyncpg
 
 from app.errors import BadRequest, UnknownSale
+from app.inputs import check_plain_text
 from app.types import DbExecutor
 
 KINDS = ("standard", "large", "ev_charging", "tandem")
@@ -74,6 +75,7 @@ def validate_sale_fields(
     """Raise `BadRequest` naming the first field that is not acceptable."""
     if not name.strip() or len(name) > 200:
         raise BadRequest("name must have 1 to 200 characters.", field="name")
+    check_plain_text(name, "name")
     if not zones or any(not zone.strip() or len(zone) > 16 for zone in zones):
         raise BadRequest(
             "zones must list at least one zone of 1 to 16 characters, "

@@ -339,7 +339,13 @@ def test_login_attempts_limited(http: httpx.Client, settings: Settings) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [{}, {"registration_no": 5, "access_code": "x"}, {"registration_no": "a"}]
+    "body",
+    [
+        {},
+        {"registration_no": 5, "access_code": "x"},
+        {"registration_no": "a"},
+        {"registration_no": "R\u0000", "access_code": "code0000"},
+    ],
 )
 def test_login_bad_body(http: httpx.Client, settings: Settings, body: object) -> None:
     setup = shared_sale(settings)

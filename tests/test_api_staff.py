@@ -221,6 +221,8 @@ def test_payment_wrong_amount(
         ({"amount_fen": -5}, "amount_fen"),
         ({"receipt_no": ""}, "receipt_no"),
         ({"receipt_no": None}, "receipt_no"),
+        ({"receipt_no": "R-\u0000"}, "receipt_no"),
+        ({"override_reason": "late\u0007"}, "override_reason"),
     ],
 )
 def test_payment_bad_field_named(
@@ -443,6 +445,51 @@ def test_search_rejects_non_ascii_page(
     assert response.status_code == 400
     assert response.json()["field"] == "page"
     assert repr(page) in response.json()["message"]
+
+
+def test_control_characters_rejected(
+    http: httpx.Client, settings: Settings, office: Office
+) -> None:
+    sale = office.setup.sale.id
+    hold = office.holds[0]
+    search = f"/api/staff/sales/{sale}/holds"
+    before = snapshot(settings, sale, hold)
+    requests: list[tuple[str, str, dict[str, Any], str]] = [
+        ("GET", search, {"params": {"q": "A-\u0000"}}, "q"),
+        ("GET", search, {"params": {"zone": "A\u0000"}}, "zone"),
+        (
+            "POST",
+            f"/api/staff/holds/{hold}/contract",
+            {"json": {"contract_no": "C-\u0000"}},
+            "contract_no",
+        ),
+        (
+            "POST",
+            f"/api/staff/holds/{hold}/cancel",
+            {"json": {"reason": "wrong\u0000buyer"}},
+            "reason",
+        ),
+        (
+            "POST",
+            f"/api/staff/sales/{sale}/waiting-list",
+            {"json": {"registration_no": "R\u0000", "zone": "A"}},
+            "registration_no",
+        ),
+        (
+            "POST",
+            "/api/staff/session",
+            {"json": {"username": "admin\u0000", "password": "x"}},
+            "username",
+        ),
+    ]
+
+    for method, path, extra, field in requests:
+        response = http.request(method, path, headers=office.manager, **extra)
+        assert response.status_code == 400, field
+        assert response.json()["field"] == field
+        assert "control characters" in response.json()["message"], field
+
+    assert snapshot(settings, sale, hold) == before
 
 
 def test_search_by_signed_reference(

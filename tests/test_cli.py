@@ -82,6 +82,23 @@ def test_cli_import_lists_bad_lines(settings: Settings, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_cli_import_rejects_nul(settings: Settings, tmp_path: Path) -> None:
+    sale = cli(
+        settings, "create-sale", "--name=Nul", "--zones=A", "--opens-in=60"
+    ).stdout.strip()
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "registration_no,name,phone,access_code,limit\nR1,Wang\x00,13800001234,abcd,1\n"
+    )
+
+    result = cli(settings, "import-registrants", sale, str(people))
+
+    assert result.returncode == 1
+    assert "line 2 (name)" in result.stderr
+    assert "control characters" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_cli_missing_file(settings: Settings) -> None:
     result = cli(settings, "import-spaces", "1", "/nonexistent/spaces.csv")
 

@@ -132,6 +132,21 @@ def test_parse_registrants_reports_every_bad_line() -> None:
     }
 
 
+def test_parse_rejects_control_characters() -> None:
+    spaces = SPACES_HEADER + "A-1,A,B1\x00,standard,100\nA-2,A,B1,standard,100\n"
+    people = PEOPLE_HEADER + "R1,Wang\x00Wei,13800001234,code\x1b1,1\n"
+
+    space_errors = rejected(lambda: imports.parse_spaces(spaces, SALE))
+    people_errors = rejected(lambda: imports.parse_registrants(people, SALE))
+
+    assert [(e["line"], e["field"]) for e in space_errors] == [(2, "level")]
+    assert "'\\x00'" in str(space_errors[0]["message"])
+    assert [(e["line"], e["field"]) for e in people_errors] == [
+        (2, "name"),
+        (2, "access_code"),
+    ]
+
+
 def test_parse_registrants_default_limit_and_phone() -> None:
     sale = dataclasses.replace(SALE, buyer_limit=2)
 

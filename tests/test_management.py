@@ -134,6 +134,22 @@ def test_upload_reports_every_bad_line(
     assert run(count()) == 0
 
 
+def test_upload_rejects_control_characters(
+    http: httpx.Client, settings: Settings, manager: dict[str, str]
+) -> None:
+    sale = http.post("/api/staff/sales", json=sale_body(), headers=manager).json()
+    text = "label,zone,level,kind,price_yuan\nA-1,A,B\x001,standard,100\n"
+
+    response = upload(http, manager, sale["sale"], "spaces", text)
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_csv"
+    problems = response.json()["errors"]
+    assert [(e["line"], e["field"]) for e in problems] == [(2, "level")]
+    assert "control characters" in problems[0]["message"]
+    assert audit_actions(settings, sale["sale"]) == ["sale_created"]
+
+
 def test_upload_needs_file_field(
     http: httpx.Client, manager: dict[str, str], settings: Settings
 ) -> None:
@@ -160,6 +176,7 @@ def test_upload_needs_file_field(
     ("changes", "field"),
     [
         ({"name": ""}, "name"),
+        ({"name": "Launch\u0000"}, "name"),
         ({"zones": "A,B"}, "zones"),
         ({"zones": ["A", "A"]}, "zones"),
         ({"opens_at": "tomorrow"}, "opens_at"),

@@ -162,6 +162,26 @@ def test_payment_form_bad_amount(http: httpx.Client, settings: Settings) -> None
     assert hold_status(settings, hold_id) == "held"
 
 
+def test_payment_form_rejects_nul(http: httpx.Client, settings: Settings) -> None:
+    _, (hold_id,) = held_sale(settings)
+    log_in(http, "cashier", settings)
+    token = form_token(http, f"/staff/holds/{hold_id}")
+
+    response = http.post(
+        f"/staff/holds/{hold_id}/payment",
+        data={
+            "csrf_token": token,
+            "amount": "10000",
+            "method": "cash",
+            "receipt_no": "R-\x004",
+        },
+    )
+
+    assert response.status_code == 400
+    assert "must not contain control characters" in response.text
+    assert hold_status(settings, hold_id) == "held"
+
+
 @pytest.mark.parametrize("scanned", [True, False])
 def test_find_opens_hold(http: httpx.Client, settings: Settings, scanned: bool) -> None:
     _, (hold_id,) = held_sale(settings)
