@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app import demo, loadtest_runner, office_commands, operations, verify
-from app.errors import AppError, ImportRejected
+from app.errors import STORE_UNAVAILABLE, AppError, ImportRejected
 from app.logs import configure_logging
 from app.settings import Settings, SettingsError, load_settings
 
@@ -191,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (AppError, operations.CommandError) as exc:
         print(f"parking-sale: {exc}", file=sys.stderr)
+        return 1
+    except STORE_UNAVAILABLE as exc:
+        print(
+            f"parking-sale: cannot reach Redis or Postgres ({exc!r}); check "
+            "REDIS_URL and DATABASE_URL and that both servers are running.",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

@@ -18,7 +18,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from app import arming, database, demo_data, imports, sales
+from app import arming, database, demo_data, imports, sales, staff
 from app.embedded import EmbeddedServers
 from app.operations import connect, serve
 from app.sales import Sale
@@ -62,7 +62,26 @@ async def prepare_sale(
     return sale, people_file
 
 
-def _print_welcome(sale: Sale, people_file: Path, url: str) -> None:
+async def add_demo_staff(settings: Settings) -> dict[str, str]:
+    """Create a cashier and a manager with fresh random passwords; return them.
+
+    Only for the demo's own throwaway servers: the passwords are printed to
+    the terminal that started the demo and never logged.
+    """
+    accounts = {role: secrets.token_urlsafe(12) for role in ("cashier", "manager")}
+    async with connect(settings) as (pool, _):
+        for role, password in accounts.items():
+            await staff.create_staff(pool, role, role, password, actor="demo")
+    return accounts
+
+
+def _print_welcome(
+    sale: Sale,
+    people_file: Path,
+    url: str,
+    staff_logins: dict[str, str],
+    settings: Settings,
+) -> None:
     with people_file.open(encoding="utf-8") as file:
         logins = list(csv.DictReader(file))[:3]
     first = logins[0]
@@ -72,15 +91,28 @@ def _print_welcome(sale: Sale, people_file: Path, url: str) -> None:
         f'"access_code": "{first["access_code"]}"}}'
     )
     base = f"{url}/api/sales/{sale.id}"
+    if staff_logins:
+        accounts = ", ".join(
+            f"{name}/{password}" for name, password in staff_logins.items()
+        )
+        staff_line = f"Staff logins:      {accounts}"
+    else:
+        staff_line = "Staff logins:      `parking-sale add-staff NAME --role manager`"
+    opens = f"{sale.opens_at.astimezone():%Y-%m-%d %H:%M:%S %Z}"
+    closes = f"{sale.closes_at.astimezone():%H:%M:%S %Z}"
     print(
         f"""
-Demo sale {sale.id} "{sale.name}" opens at {sale.opens_at.astimezone():%H:%M:%S}
-and closes at {sale.closes_at.astimezone():%H:%M:%S}.
+Demo sale {sale.id} "{sale.name}" opens at {opens}
+and closes at {closes}.
 Service:           {url}
 Buyer page:        {url}/sales/{sale.id}
-Staff pages:       {url}/staff  (add an account with `parking-sale add-staff`)
+Staff pages:       {url}/staff
+{staff_line}
 Registrants' file: {people_file}  (registration number and access code per row)
 Some logins:       {shown}
+
+To run other parking-sale commands against the demo's servers:
+  export REDIS_URL={settings.redis_url} DATABASE_URL={settings.database_url}
 
 Try it with curl:
   TOKEN=$(curl -s -X POST {base}/session \\
@@ -131,8 +163,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 args.registrants,
             )
         )
+        staff_logins = asyncio.run(add_demo_staff(settings)) if servers else {}
         port = args.port if args.port is not None else settings.port
-        _print_welcome(sale, people_file, f"http://{settings.host}:{port}")
+        _print_welcome(
+            sale, people_file, f"http://{settings.host}:{port}", staff_logins, settings
+        )
         serve(
             argparse.Namespace(host=None, port=port, workers=args.workers),
             settings,

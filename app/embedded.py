@@ -92,7 +92,11 @@ class EmbeddedRedis:
         command = [binary]
         for name, value in options.items():
             command += [f"--{name}", value]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        # A session of its own: Ctrl-C in the terminal reaches only the
+        # program that started it, which then stops the servers in order.
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         _wait_for_port(self.port, self.process, "redis-server")
         logger.info("embedded_redis_started", extra={"port": self.port})
 
@@ -204,6 +208,7 @@ class EmbeddedPostgres:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                start_new_session=True,
             )
         _wait_for_port(self.port, self.process, "postgres")
         self._create_database(bindir)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 
 class AppError(Exception):
     """An error a client can act on: a code, a sentence and an HTTP status."""
@@ -160,3 +164,16 @@ class DuplicateNumber(Conflict):
     """A receipt or contract number is already used by another hold."""
 
     code = "duplicate_number"
+
+
+# Errors that mean a store cannot be reached right now, not that the request
+# or the code is wrong: the client may retry.
+STORE_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)

@@ -18,7 +18,7 @@ import logging
 from redis.exceptions import RedisError
 
 from app.keys import ARMED_SALES
-from app.persister import STORE_ERRORS
+from app.persister import STORE_ERRORS, raise_if_cancelling
 from app.redis_store import RedisStore
 from app.releases import ended_holds, free_space, sweep_sale
 from app.types import DbPool
@@ -122,5 +122,6 @@ async def run_periodically(pool: DbPool, store: RedisStore, interval: float) -> 
             await expire_overdue(pool, store)
             await sweep_armed_sales(pool, store)
         except STORE_ERRORS as exc:
+            raise_if_cancelling(exc)
             logger.warning("expirer_retrying", extra={"error": repr(exc)})
         await asyncio.sleep(interval)

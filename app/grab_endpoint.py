@@ -80,6 +80,8 @@ class GrabEndpoint:
             status, body, extra = await self._grab(svc, int(match[1]), scope, receive)
         except errors.AppError as exc:
             status, body = exc.status, orjson.dumps(exc.body())
+            if exc.details.get("replayed"):
+                extra = [(b"idempotent-replayed", b"true")]
             if exc.status == 429 and "retry_after" in exc.details:
                 seconds = max(1, round(exc.details["retry_after"]))
                 extra = [(b"retry-after", str(seconds).encode())]

@@ -174,6 +174,7 @@ async def persist(args: argparse.Namespace, settings: Settings) -> int:
 
 async def reconcile(args: argparse.Namespace, settings: Settings) -> int:
     async with connect(settings) as (pool, client):
+        await sales.get_sale(pool, args.sale)
         report = await compare_stores(pool, client, args.sale)
     print(
         f"sale {report.sale_id}: {report.live_in_postgres} live hold(s) in Postgres, "

@@ -50,6 +50,18 @@ def _stream_entries(reply: Any) -> list[StreamEntry]:
     return entries
 
 
+def raise_if_cancelling(exc: BaseException) -> None:
+    """Re-raise a cancellation that a driver reported as its own error.
+
+    A task cancelled while a client library waits on a socket may see that
+    library's connection error instead of CancelledError; a retry loop that
+    caught it would never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+
+
 def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -195,6 +207,7 @@ class Persister:
             except RedisError:
                 raise
             except STORE_ERRORS as exc:
+                raise_if_cancelling(exc)
                 failures.append(exc)
                 self._retry_at[sale_id] = (now + pause, min(pause * 2, 30.0))
                 metrics.count_store_error("postgres", "persist")
@@ -219,6 +232,7 @@ class Persister:
                 if not recorded:
                     await asyncio.sleep(idle_sleep)
             except STORE_ERRORS as exc:
+                raise_if_cancelling(exc)
                 store = "redis" if isinstance(exc, RedisError) else "postgres"
                 metrics.count_store_error(store, "persist")
                 logger.warning(

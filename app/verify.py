@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from app.keys import SaleKeys
 from app.operations import CommandError, connect
 from app.reconcile import reconcile
+from app.sales import get_sale
 from app.settings import Settings
 from app.types import DbExecutor
 
@@ -310,6 +311,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     """`parking-sale verify SALE [--responses PATH ...]`: exit 1 on any violation."""
     responses = load_responses(args.responses or [])
     async with connect(settings) as (pool, client):
+        await get_sale(pool, args.sale)
         report = await verify_sale(pool, client, args.sale, responses)
     print(format_report(report))
     return 0 if report.passed else 1

@@ -36,7 +36,7 @@ from app import (
 from app.api_buyer import json_response
 from app.catalog import Catalog
 from app.database import create_pool
-from app.errors import AppError
+from app.errors import STORE_UNAVAILABLE, AppError
 from app.grab_endpoint import GrabEndpoint
 from app.grabbing import GrabService
 from app.hold_refs import HoldRefs
@@ -89,7 +89,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         current = new_request_id()
-        token = request_id.set(current)
+        request_id.set(current)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -100,10 +100,9 @@ class RequestIdMiddleware:
                 ]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id.reset(token)
+        # Not reset afterwards: the error handler outside this middleware
+        # reports the id, and each request runs in a task of its own anyway.
+        await self.app(scope, receive, send_with_id)
 
 
 async def on_app_error(request: Request, exc: Exception) -> Response:
@@ -111,7 +110,24 @@ async def on_app_error(request: Request, exc: Exception) -> Response:
     headers = None
     if exc.status == 429 and "retry_after" in exc.details:
         headers = {"Retry-After": str(max(1, round(exc.details["retry_after"])))}
+    if exc.details.get("replayed"):
+        headers = {"Idempotent-Replayed": "true"}
     return json_response(exc.body(), exc.status, headers)
+
+
+async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+    logger.error(
+        "store_unavailable", extra={"path": request.url.path, "error": repr(exc)}
+    )
+    return json_response(
+        {
+            "error": "unavailable",
+            "message": "The service cannot reach Redis or Postgres right now; "
+            "try again in a few seconds.",
+        },
+        503,
+        {"Retry-After": "5"},
+    )
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -199,9 +215,14 @@ def create_app(settings: Settings | None = None) -> ParkingApp:
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if tasks:
+                # A driver that turns a cancellation into its own error could
+                # keep a loop alive; shutdown must still finish.
+                _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
+                if stuck:
+                    logger.warning(
+                        "background_tasks_abandoned", extra={"count": len(stuck)}
+                    )
             logger.info("service_stopping", extra={"grab_outcomes": svc.grabs.outcomes})
             try:
                 # close() waits for every query in flight; do not wait forever.
@@ -228,6 +249,7 @@ def create_app(settings: Settings | None = None) -> ParkingApp:
         lifespan=lifespan,
         exception_handlers={
             AppError: on_app_error,
+            **{error: on_store_unavailable for error in STORE_UNAVAILABLE},
             HTTPException: on_http_error,
             Exception: on_unexpected_error,
         },

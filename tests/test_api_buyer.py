@@ -54,6 +54,21 @@ def test_grab_wins_then_taken(http: httpx.Client, settings: Settings) -> None:
     assert lost.json()["error"] == "space_taken"
 
 
+def test_grab_repeat_of_loss_marked_replayed(
+    http: httpx.Client, settings: Settings
+) -> None:
+    setup = run(make_sale(settings, spaces=1, buyers=2))
+    grab(http, setup, login(http, setup, 0), {"space": "A-001"})
+    second = login(http, setup, 1)
+
+    first = grab(http, setup, second, {"space": "A-001"}, key="again")
+    repeat = grab(http, setup, second, {"space": "A-001"}, key="again")
+
+    assert first.status_code == repeat.status_code == 409
+    assert "idempotent-replayed" not in first.headers
+    assert repeat.headers["idempotent-replayed"] == "true"
+
+
 def test_grab_repeat_returns_first_answer(
     http: httpx.Client, settings: Settings
 ) -> None:

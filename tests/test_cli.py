@@ -199,3 +199,33 @@ def test_serve_two_workers_sums_metrics(settings: Settings) -> None:
         if line.startswith('parking_request_duration_seconds_count{endpoint="live"}')
     )
     assert float(count.split()[-1]) >= 20
+
+
+def test_cli_unknown_sale_reconcile_and_verify(settings: Settings) -> None:
+    reconciled = cli(settings, "reconcile", "987654")
+    verified = cli(settings, "verify", "987654")
+
+    assert reconciled.returncode == 1
+    assert "Sale 987654 does not exist" in reconciled.stderr
+    assert verified.returncode == 1
+    assert "Sale 987654 does not exist" in verified.stderr
+
+
+def test_cli_unreachable_postgres() -> None:
+    environ = {
+        **os.environ,
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "reconcile", "1"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "cannot reach Redis or Postgres" in result.stderr
+    assert "Traceback" not in result.stderr
