@@ -28,6 +28,9 @@ def settings_for(redis_url: str, database_url: str, **overrides: str) -> Setting
         "PARKING_RATE_PER_SECOND": "1000",
         "PARKING_RATE_BURST": "1000",
         "PARKING_AVAILABILITY_CACHE_MS": "0",
+        # Tests that need the periodic expiry turn it on; elsewhere its sweep
+        # would change state that a test is in the middle of checking.
+        "PARKING_RUN_EXPIRER": "false",
         **overrides,
     }
     return load_settings(environ, env_file=None)

@@ -106,6 +106,7 @@ def test_service_expires_periodically(settings: Settings) -> None:
             settings.redis_url,
             settings.database_url,
             PARKING_EXPIRE_INTERVAL_SECONDS="0.2",
+            PARKING_RUN_EXPIRER="true",
         )
     )
 
