@@ -29,6 +29,8 @@ from app.staff import LoginThrottle, StaffMember
 from app.staff_sessions import STAFF_COOKIE, StaffSessions, require_manager
 
 _HOLD_ID = re.compile(r"[0-9]{1,18}-[0-9]{1,18}")
+# Bounds amounts in fen (10 billion yuan) well inside Postgres's bigint.
+MAX_INT_FIELD = 10**12
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,13 +69,18 @@ def optional_text(data: dict[str, Any], name: str, max_length: int) -> str | Non
     return text_field(data, name, max_length)
 
 
-def int_field(data: dict[str, Any], name: str) -> int:
+def int_field(data: dict[str, Any], name: str, maximum: int = MAX_INT_FIELD) -> int:
+    """Return a required JSON integer of at most `maximum`, or raise `BadRequest`."""
     value = data.get(name)
     if value is None:
         raise BadRequest(f"The field {name!r} is missing.", field=name)
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(
             f"The field {name!r} must be a whole number, got {value!r}.", field=name
+        )
+    if value > maximum:
+        raise BadRequest(
+            f"The field {name!r} must be at most {maximum}, got {value}.", field=name
         )
     return value
 

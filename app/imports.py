@@ -15,18 +15,18 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app import passwords
 from app.errors import Conflict, ImportRejected
-from app.inputs import control_character
+from app.inputs import control_character, is_ascii_digits, yuan_to_fen
 from app.sales import KINDS, Sale
 from app.types import DbConnection
 
 SPACE_COLUMNS = ("label", "zone", "level", "kind", "price_yuan")
 REGISTRANT_COLUMNS = ("registration_no", "name", "phone", "access_code", "limit")
 MAX_ERRORS = 200
+MAX_PRICE_FEN = 100_000_000_00
 
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 _PHONE = re.compile(r"\+?[0-9][0-9 -]{4,24}")
@@ -134,14 +134,8 @@ def _has_control_characters(
 
 
 def _price_fen(text: str) -> int | None:
-    try:
-        value = Decimal(text.replace(",", ""))
-    except InvalidOperation:
-        return None
-    if not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01")):
-        return None
-    fen = int(value * 100)
-    return fen if fen <= 100_000_000_00 else None
+    fen = yuan_to_fen(text, MAX_PRICE_FEN)
+    return fen if fen is not None and fen > 0 else None
 
 
 def parse_spaces(text: str, sale: Sale) -> list[SpaceRow]:
@@ -191,7 +185,8 @@ def parse_spaces(text: str, sale: Sale) -> list[SpaceRow]:
                 line,
                 "price_yuan",
                 f"price {row['price_yuan']!r} must be a positive number of yuan "
-                "with at most two decimals",
+                "such as 10800 or 10,800.50, with at most two decimals and at "
+                f"most {MAX_PRICE_FEN // 100} yuan",
             )
             ok = False
         if ok and price is not None:
@@ -255,10 +250,9 @@ def parse_registrants(text: str, sale: Sale) -> list[RegistrantRow]:
             ok = False
         limit = sale.buyer_limit
         if row["limit"]:
-            try:
-                limit = int(row["limit"])
-            except ValueError:
-                limit = 0
+            text = row["limit"]
+            # The length cap keeps int() from reading a huge number.
+            limit = int(text) if is_ascii_digits(text) and len(text) <= 9 else 0
             if not 1 <= limit <= 100:
                 problems.add(
                     line,

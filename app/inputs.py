@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -13,6 +14,8 @@ from app.errors import BadRequest, PayloadTooLarge
 # C0 control characters and DEL. Postgres rejects NUL in text, and none of
 # our fields is multi-line text, so no field accepts any of them.
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+# Yuan with at most two decimals, and commas only between groups of three.
+_YUAN = re.compile(r"[0-9]{1,3}(,[0-9]{3})*(\.[0-9]{1,2})?|[0-9]+(\.[0-9]{1,2})?")
 
 
 def is_ascii_digits(text: str) -> bool:
@@ -22,6 +25,18 @@ def is_ascii_digits(text: str) -> bool:
     digits, which `int()` then rejects or reads as a number.
     """
     return text.isascii() and text.isdigit()
+
+
+def yuan_to_fen(text: str, max_fen: int) -> int | None:
+    """Return a plain amount of yuan such as '10,800.50' in fen, or None.
+
+    Only ASCII digits count. Exponents, underscores, signs and commas
+    outside groups of three are rejected, and so is an amount over `max_fen`.
+    """
+    if not _YUAN.fullmatch(text):
+        return None
+    fen = int(Decimal(text.replace(",", "")) * 100)
+    return fen if fen <= max_fen else None
 
 
 def control_character(text: str) -> str | None:

@@ -9,7 +9,6 @@ cross-site request forgery checks of `app.csrf`. Each change then redirects
 
 from __future__ import annotations
 
-import decimal
 import functools
 import logging
 import re
@@ -24,9 +23,9 @@ from starlette.routing import Route
 
 from app import cancellation, contracts, csrf, errors, payments, reports, sales, staff
 from app.api_buyer import DB_ERRORS
-from app.api_staff import current_member, office
+from app.api_staff import MAX_INT_FIELD, current_member, office
 from app.hold_search import STATUSES, HoldQuery, hold_detail, search
-from app.inputs import check_plain_text, is_ascii_digits
+from app.inputs import check_plain_text, is_ascii_digits, yuan_to_fen
 from app.services import Services, services
 from app.staff import StaffMember
 from app.staff_sessions import STAFF_COOKIE, require_manager
@@ -111,22 +110,16 @@ def optional_form_text(form: FormData, name: str, max_length: int) -> str | None
     return form_text(form, name, max_length)
 
 
-def yuan_to_fen(text: str) -> int:
+def amount_fen(text: str) -> int:
     """Return an amount such as '10,800' or '10800.50' yuan in fen."""
-    try:
-        amount = decimal.Decimal(text.replace(",", ""))
-    except decimal.InvalidOperation:
+    fen = yuan_to_fen(text, MAX_INT_FIELD)
+    if fen is None:
         raise errors.BadRequest(
-            f"The amount {text!r} is not a number of yuan such as 10800.",
-            field="amount",
-        ) from None
-    fen = amount * 100
-    if not amount.is_finite() or fen != fen.to_integral_value():
-        raise errors.BadRequest(
-            f"The amount {text!r} must be in yuan with at most two decimals.",
+            f"The amount {text!r} is not a number of yuan such as 10800 or "
+            "10,800.50, with at most two decimals.",
             field="amount",
         )
-    return int(fen)
+    return fen
 
 
 # ---- Logging in and out ------------------------------------------------
@@ -293,7 +286,7 @@ async def pay(request: Request, svc: Services, member: StaffMember) -> Response:
 
     async def confirm(form: FormData) -> str:
         payment = payments.PaymentRequest(
-            amount_fen=yuan_to_fen(form_text(form, "amount", 32)),
+            amount_fen=amount_fen(form_text(form, "amount", 32)),
             method=form_text(form, "method", 16),
             receipt_no=form_text(form, "receipt_no", 64),
             override_reason=optional_form_text(form, "override_reason", 500),

@@ -306,6 +306,22 @@ def test_manager_overrides_amount(http: httpx.Client, office: Office) -> None:
     assert with_reason.json()["paid_fen"] == 900_000
 
 
+@pytest.mark.parametrize("amount", [2**63, 10**12 + 1])
+def test_override_huge_amount_rejected(
+    http: httpx.Client, settings: Settings, office: Office, amount: int
+) -> None:
+    before = snapshot(settings, office.setup.sale.id, office.holds[0])
+
+    response = pay(
+        http, office.manager, office.holds[0], amount_fen=amount, override_reason="x"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "amount_fen"
+    assert "at most 1000000000000" in response.json()["message"]
+    assert snapshot(settings, office.setup.sale.id, office.holds[0]) == before
+
+
 def test_signing_unpaid_refused(
     http: httpx.Client, settings: Settings, office: Office
 ) -> None:

@@ -79,6 +79,53 @@ def test_parse_spaces_reports_every_bad_line() -> None:
     assert "first on line 2" in str(duplicate["message"])
 
 
+@pytest.mark.parametrize(
+    "price",
+    [
+        "1e30",
+        "1E+27",
+        "1_000",
+        "10,5",
+        "1,0000",
+        ",100",
+        "\uff11\uff10\uff10",  # full-width 100
+        "\u0661\u0660\u0660",  # Arabic-Indic 100
+        "+100",
+        "100.",
+        "100000001",
+        "Infinity",
+        "NaN",
+    ],
+)
+def test_parse_spaces_rejects_loose_price(price: str) -> None:
+    text = SPACES_HEADER + f'A-1,A,B1,standard,"{price}"\n'
+
+    errors = rejected(lambda: imports.parse_spaces(text, SALE))
+
+    assert [(e["line"], e["field"]) for e in errors] == [(2, "price_yuan")]
+
+
+@pytest.mark.parametrize(
+    ("price", "fen"),
+    [("10,800.50", 1_080_050), ("1,000,000", 100_000_000), ("100000000", 10**10)],
+)
+def test_parse_spaces_grouped_price(price: str, fen: int) -> None:
+    text = SPACES_HEADER + f'A-1,A,B1,standard,"{price}"\n'
+
+    rows = imports.parse_spaces(text, SALE)
+
+    assert rows[0].price_fen == fen
+
+
+@pytest.mark.parametrize("limit", ["1_0", "\uff12", "+1", "1.0", "1" * 5000])
+def test_parse_registrants_rejects_loose_limit(limit: str) -> None:
+    text = PEOPLE_HEADER + f"R1,Wang,13800001234,abcd,{limit}\n"
+
+    errors = rejected(lambda: imports.parse_registrants(text, SALE))
+
+    assert [(e["line"], e["field"]) for e in errors] == [(2, "limit")]
+
+
 def test_parse_spaces_wrong_header() -> None:
     errors = rejected(lambda: imports.parse_spaces("label,zone,price\nA,A,1\n", SALE))
 

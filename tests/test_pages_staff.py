@@ -162,6 +162,29 @@ def test_payment_form_bad_amount(http: httpx.Client, settings: Settings) -> None
     assert hold_status(settings, hold_id) == "held"
 
 
+@pytest.mark.parametrize("amount", ["1e30", "10,5", "1_0000", "\uff11\uff10"])
+def test_payment_form_loose_amount(
+    http: httpx.Client, settings: Settings, amount: str
+) -> None:
+    _, (hold_id,) = held_sale(settings)
+    log_in(http, "cashier", settings)
+    token = form_token(http, f"/staff/holds/{hold_id}")
+
+    response = http.post(
+        f"/staff/holds/{hold_id}/payment",
+        data={
+            "csrf_token": token,
+            "amount": amount,
+            "method": "cash",
+            "receipt_no": "R-5",
+        },
+    )
+
+    assert response.status_code == 400
+    assert "is not a number of yuan" in response.text
+    assert hold_status(settings, hold_id) == "held"
+
+
 def test_payment_form_rejects_nul(http: httpx.Client, settings: Settings) -> None:
     _, (hold_id,) = held_sale(settings)
     log_in(http, "cashier", settings)
