@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 
 import asyncpg
 
@@ -12,6 +13,14 @@ from app.inputs import check_plain_text
 from app.types import DbExecutor
 
 KINDS = ("standard", "large", "ev_charging", "tandem")
+_ZONE = re.compile(r"[A-Za-z0-9_-]{1,16}")
+# Launch times must fall in these years, in UTC. A far year such as 9999
+# overflows datetime when converted to UTC.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2201, 1, 1, tzinfo=dt.UTC)
+# The shortest payment window, so that a winner has time to reach the office.
+MIN_PAYMENT_HOURS = 0.5
+MAX_PAYMENT_HOURS = 24 * 90
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,25 +85,35 @@ def validate_sale_fields(
     if not name.strip() or len(name) > 200:
         raise BadRequest("name must have 1 to 200 characters.", field="name")
     check_plain_text(name, "name")
-    if not zones or any(not zone.strip() or len(zone) > 16 for zone in zones):
+    bad_zones = [zone for zone in zones if not _ZONE.fullmatch(zone)]
+    if not zones or bad_zones:
+        found = f", got {bad_zones[0]!r}" if bad_zones else ""
         raise BadRequest(
-            "zones must list at least one zone of 1 to 16 characters, "
-            "for example A,B,C.",
+            "zones must list at least one zone of 1 to 16 letters, digits, '_' "
+            f"or '-', for example A,B,C{found}.",
             field="zones",
         )
     if len(set(zones)) != len(zones):
         raise BadRequest("zones must not repeat a zone.", field="zones")
     if opens_at.tzinfo is None or closes_at.tzinfo is None:
         raise BadRequest("opens_at and closes_at need a time zone.", field="opens_at")
+    for field, moment in (("opens_at", opens_at), ("closes_at", closes_at)):
+        if not EARLIEST <= moment < LATEST:
+            raise BadRequest(
+                f"{field} must be in the years 2000 to 2200 in UTC, got "
+                f"{moment.isoformat()}.",
+                field=field,
+            )
     if closes_at <= opens_at:
         raise BadRequest("closes_at must be later than opens_at.", field="closes_at")
     if not 1 <= buyer_limit <= 100:
         raise BadRequest(
             f"limit must be between 1 and 100, got {buyer_limit}.", field="limit"
         )
-    if not 0 < payment_hours <= 24 * 90:
+    if not MIN_PAYMENT_HOURS <= payment_hours <= MAX_PAYMENT_HOURS:
         raise BadRequest(
-            f"payment_hours must be above 0 and at most 2160, got {payment_hours}.",
+            f"payment_hours must be from {MIN_PAYMENT_HOURS} to {MAX_PAYMENT_HOURS}, "
+            f"got {payment_hours}.",
             field="payment_hours",
         )
 

@@ -182,6 +182,16 @@ def test_upload_needs_file_field(
         ({"opens_at": "tomorrow"}, "opens_at"),
         ({"opens_at": "2026-12-05T10:00:00"}, "opens_at"),
         ({"closes_at": "2000-01-01T00:00:00+00:00"}, "closes_at"),
+        # Year 10000 once converted to UTC.
+        ({"closes_at": "9999-12-31T23:59:59-14:00"}, "closes_at"),
+        ({"opens_at": "1999-12-31T23:59:59+00:00"}, "opens_at"),
+        ({"zones": ["A, B"]}, "zones"),
+        ({"zones": ["A\u0000"]}, "zones"),
+        ({"zones": [" A"]}, "zones"),
+        ({"zones": ["A" * 17]}, "zones"),
+        ({"zones": []}, "zones"),
+        ({"payment_hours": 0.0000001}, "payment_hours"),
+        ({"payment_hours": 0.49}, "payment_hours"),
         ({"limit": 0}, "limit"),
         ({"payment_hours": "48"}, "payment_hours"),
         ({"released_to": "lottery"}, "released_to"),
@@ -198,6 +208,18 @@ def test_create_sale_bad_field_named(
 
     assert response.status_code == 400
     assert response.json()["field"] == field
+
+
+def test_create_sale_shortest_payment_window(
+    http: httpx.Client, manager: dict[str, str]
+) -> None:
+    body = sale_body(zones=["B-2", "north_1"], payment_hours=0.5)
+
+    response = http.post("/api/staff/sales", json=body, headers=manager)
+
+    assert response.status_code == 201
+    assert response.json()["payment_hours"] == 0.5
+    assert response.json()["zones"] == ["B-2", "north_1"]
 
 
 def test_summary_counts_by_zone(
