@@ -11,7 +11,14 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from app import demo, loadtest_runner, office_commands, operations, verify
+from app import (
+    cli_arguments,
+    demo,
+    loadtest_runner,
+    office_commands,
+    operations,
+    verify,
+)
 from app.errors import STORE_UNAVAILABLE, AppError, ImportRejected
 from app.logs import configure_logging
 from app.settings import Settings, SettingsError, load_settings
@@ -54,17 +61,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     when = create.add_mutually_exclusive_group(required=True)
     when.add_argument("--opens-at", type=_moment, help="opening time, ISO 8601")
-    when.add_argument("--opens-in", type=float, help="opening in this many seconds")
+    when.add_argument(
+        "--opens-in",
+        type=cli_arguments.seconds_from_now,
+        help="opening in this many seconds",
+    )
     create.add_argument(
         "--duration-minutes",
-        type=float,
+        type=cli_arguments.duration_minutes,
         default=60.0,
         help="minutes the sale stays open for grabbing (default 60)",
     )
     create.add_argument("--limit", type=int, default=1, help="spaces per buyer")
     create.add_argument(
         "--payment-hours",
-        type=float,
+        type=cli_arguments.payment_hours,
         default=48.0,
         help="hours a winner has to pay (default 48)",
     )
@@ -74,11 +85,11 @@ def _parser() -> argparse.ArgumentParser:
         ("import-registrants", "registrants"),
     ):
         command = commands.add_parser(name, help=f"import a sale's {what} from CSV")
-        command.add_argument("sale", type=int, help="sale id")
+        command.add_argument("sale", type=cli_arguments.sale_id, help="sale id")
         command.add_argument("file", type=Path, help="CSV file with a header line")
 
     arm = commands.add_parser("arm", help="load a sale into Redis for its launch")
-    arm.add_argument("sale", type=int, help="sale id")
+    arm.add_argument("sale", type=cli_arguments.sale_id, help="sale id")
     arm.add_argument(
         "--force",
         action="store_true",
@@ -100,12 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     reconcile = commands.add_parser("reconcile", help="compare Redis and Postgres")
-    reconcile.add_argument("sale", type=int, help="sale id")
+    reconcile.add_argument("sale", type=cli_arguments.sale_id, help="sale id")
 
     verify_command = commands.add_parser(
         "verify", help="check a sale's invariants after a launch or a load test"
     )
-    verify_command.add_argument("sale", type=int, help="sale id")
+    verify_command.add_argument("sale", type=cli_arguments.sale_id, help="sale id")
     verify_command.add_argument(
         "--responses",
         type=Path,
@@ -125,13 +136,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo_command.add_argument(
         "--opens-in",
-        type=float,
+        type=cli_arguments.seconds_from_now,
         default=120.0,
         help="seconds from now until the demo sale opens (default 120)",
     )
     demo_command.add_argument(
         "--duration-minutes",
-        type=float,
+        type=cli_arguments.duration_minutes,
         default=60.0,
         help="minutes the demo sale stays open (default 60)",
     )

@@ -7,6 +7,7 @@ import getpass
 import sys
 
 from app import audit, staff
+from app.cli_arguments import sale_id
 from app.expiry import expire_overdue, sweep_armed_sales
 from app.operations import CommandError, connect
 from app.redis_store import RedisStore
@@ -36,7 +37,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="recompute a sale's audit chain and name the first entry that "
         "was changed, removed or inserted",
     )
-    verify.add_argument("sale", type=int, help="sale id")
+    verify.add_argument("sale", type=sale_id, help="sale id")
     verify.add_argument(
         "--final-hash",
         help="the final hash published earlier; fail if the chain ends differently",

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from app.settings import Settings
 
 
@@ -96,6 +98,51 @@ def test_cli_import_rejects_nul(settings: Settings, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "line 2 (name)" in result.stderr
     assert "control characters" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["create-sale", "--name=X", "--zones=A", "--opens-in=1e20"], "--opens-in"),
+        (["create-sale", "--name=X", "--zones=A", "--opens-in=nan"], "--opens-in"),
+        (
+            [
+                "create-sale",
+                "--name=X",
+                "--zones=A",
+                "--opens-in=1",
+                "--duration-minutes=inf",
+            ],
+            "--duration-minutes",
+        ),
+        (
+            [
+                "create-sale",
+                "--name=X",
+                "--zones=A",
+                "--opens-in=1",
+                "--payment-hours=1e-7",
+            ],
+            "--payment-hours",
+        ),
+        (["import-spaces", "99999999999999999999", "spaces.csv"], "sale"),
+        (["import-registrants", "0", "people.csv"], "sale"),
+        (["arm", "\u00b2"], "sale"),
+        (["reconcile", "-1"], "sale"),
+        (["verify-audit", "9223372036854775808"], "sale"),
+        (["demo", "--opens-in=1e300"], "--opens-in"),
+    ],
+)
+def test_cli_rejects_out_of_range_argument(
+    settings: Settings, args: list[str], option: str
+) -> None:
+    result = cli(settings, *args)
+
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("parking-sale")
+    assert f"error: argument {option}: " in last_line
     assert "Traceback" not in result.stderr
 
 
