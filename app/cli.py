@@ -19,6 +19,7 @@ from app import (
     operations,
     verify,
 )
+from app.embedded import EmbeddedError
 from app.errors import STORE_UNAVAILABLE, AppError, ImportRejected
 from app.logs import configure_logging
 from app.settings import Settings, SettingsError, load_settings
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 1
-    except (AppError, operations.CommandError) as exc:
+    except (AppError, operations.CommandError, EmbeddedError) as exc:
         print(f"parking-sale: {exc}", file=sys.stderr)
         return 1
     except STORE_UNAVAILABLE as exc:

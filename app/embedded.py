@@ -249,10 +249,17 @@ class EmbeddedServers:
     """Redis and Postgres in one throwaway folder, removed on `stop()`."""
 
     def __init__(self, folder: Path | None = None, fast: bool = False) -> None:
+        """Create the folder, with its parents, or raise `EmbeddedError`."""
         self.owns_folder = folder is None
         self.folder = folder or Path(tempfile.mkdtemp(prefix="parking-sale-"))
-        # mkdtemp makes the folder private, but Postgres may run as another user.
-        self.folder.chmod(0o755)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # mkdtemp makes the folder private, but Postgres may run as another user.
+            self.folder.chmod(0o755)
+        except OSError as exc:
+            raise EmbeddedError(
+                f"cannot create the data folder {self.folder}: {exc.strerror}"
+            ) from None
         self.redis = EmbeddedRedis(self.folder / "redis")
         self.postgres = EmbeddedPostgres(self.folder / "postgres", fast=fast)
 

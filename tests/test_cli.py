@@ -186,6 +186,27 @@ def test_cli_needs_urls() -> None:
     assert "REDIS_URL and DATABASE_URL must be set" in result.stderr
 
 
+def test_cli_demo_uncreatable_data_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "demo", f"--data-dir={blocker}/data"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert f"cannot create the data folder {blocker}/data" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_cli_bad_setting() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "migrate"],
