@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from app import errors, metrics
 from app.grab_input import check_idempotency_key, requested_labels
+from app.inputs import is_ascii_digits
 from app.logs import new_request_id, request_id
 from app.services import Services
 from app.sessions import BUYER_COOKIE
@@ -43,7 +44,7 @@ def _token(headers: dict[bytes, bytes]) -> str | None:
 async def _body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
     declared = headers.get(b"content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not is_ascii_digits(declared.decode("latin-1")):
             raise errors.BadRequest("The Content-Length header is not a number.")
         if int(declared) > limit:
             raise errors.PayloadTooLarge(f"The body must be at most {limit} bytes.")

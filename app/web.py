@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 
+import asyncpg
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -113,6 +114,21 @@ async def on_app_error(request: Request, exc: Exception) -> Response:
     if exc.details.get("replayed"):
         headers = {"Idempotent-Replayed": "true"}
     return json_response(exc.body(), exc.status, headers)
+
+
+async def on_data_error(request: Request, exc: Exception) -> Response:
+    # Postgres refused a value that passed validation, such as an id too large
+    # for its column: the request is at fault, not the service.
+    logger.warning(
+        "value_rejected", extra={"path": request.url.path, "error": repr(exc)}
+    )
+    return json_response(
+        {
+            "error": "bad_request",
+            "message": "A value in the request is out of range or malformed.",
+        },
+        400,
+    )
 
 
 async def on_store_unavailable(request: Request, exc: Exception) -> Response:
@@ -249,6 +265,7 @@ def create_app(settings: Settings | None = None) -> ParkingApp:
         lifespan=lifespan,
         exception_handlers={
             AppError: on_app_error,
+            asyncpg.DataError: on_data_error,
             **{error: on_store_unavailable for error in STORE_UNAVAILABLE},
             HTTPException: on_http_error,
             Exception: on_unexpected_error,

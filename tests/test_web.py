@@ -13,6 +13,7 @@ from starlette.routing import Route
 from app.web import (
     STORE_UNAVAILABLE,
     RequestIdMiddleware,
+    on_data_error,
     on_store_unavailable,
     on_unexpected_error,
 )
@@ -59,3 +60,19 @@ async def test_unreachable_store_is_503() -> None:
     assert response.status_code == 503
     assert response.json()["error"] == "unavailable"
     assert response.headers["retry-after"] == "5"
+
+
+async def test_value_postgres_refuses_is_400() -> None:
+    async def too_big(request: Request) -> Response:
+        raise asyncpg.NumericValueOutOfRangeError("value out of range for type bigint")
+
+    app = Starlette(
+        routes=[Route("/too-big", too_big)],
+        exception_handlers={asyncpg.DataError: on_data_error},
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/too-big")
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
