@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -123,11 +125,13 @@ def start_server(
     port = free_port()
     command = [sys.executable, "-m", "app.cli", "serve", f"--port={port}"]
     with log.open("ab") as output:
+        # A session of its own, so stop_server reaches every worker process.
         process = subprocess.Popen(
             [*command, f"--workers={workers}"],
             env=environ,
             stdout=output,
             stderr=output,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -143,14 +147,29 @@ def start_server(
     raise RuntimeError(f"the service did not become ready:\n{tail}")
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
+def _group_alive(group: int) -> bool:
     try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        print("the service did not stop within 60 s; killing it", file=sys.stderr)
-        process.kill()
-        process.wait()
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """Stop the service and its workers: SIGTERM, then SIGKILL after 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while process.poll() is None or _group_alive(process.pid):
+        if time.monotonic() > deadline:
+            # NOTE: with two workers, one has been seen to hang in its
+            # shutdown for minutes, so the kill keeps it from running on.
+            print("the service did not stop within 30 s; killed it", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    process.wait()
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -175,9 +194,16 @@ def wrk(
         check=True,
     )
     rps = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    rate = float(rps.group(1)) if rps else 0.0
+    elapsed = re.search(
+        r"^elapsed (\d+) responses ([\d.]+) seconds$", result.stdout, re.M
+    )
+    if environ and environ.get("MAX_REQUESTS") and elapsed:
+        # wrk divides by -d even when the script stopped its threads early.
+        rate = int(elapsed.group(1)) / max(float(elapsed.group(2)), 1e-6)
     statuses = re.search(r"^statuses (.*)$", result.stdout, re.M)
     return Run(
-        rps=float(rps.group(1)) if rps else 0.0,
+        rps=rate,
         p50_ms=_latency(result.stdout, "50"),
         p99_ms=_latency(result.stdout, "99"),
         statuses=statuses.group(1) if statuses else "200=all",
