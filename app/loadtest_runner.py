@@ -6,8 +6,9 @@ arms the sale to open once every buyer has had time to log in, and starts
 `parking-sale serve` with N workers unless `--target` names a running
 service. Then it runs the Locust scenario in `loadtest/locustfile.py`
 headless, and finally the verifier on the sale. The HTML report, the CSV
-statistics, the holds received in responses and the verifier's report go
-to the output folder.
+statistics, the holds received in responses, the verifier's report and
+`chart.png` (requests per second and p99 over the run, if matplotlib is
+installed) go to the output folder.
 """
 
 from __future__ import annotations
@@ -306,6 +307,22 @@ def _stop(run: _Run) -> None:
         run.servers.stop()
 
 
+def write_chart(output: Path, launch_at: float, title: str) -> None:
+    """Write chart.png from Locust's stats history, or say why it was skipped."""
+    history = output / "stats_stats_history.csv"
+    try:
+        from app import loadtest_chart
+    except ImportError as exc:
+        print(f"parking-sale: chart.png skipped: matplotlib is missing ({exc})")
+        return
+    try:
+        loadtest_chart.write_chart(history, output / "chart.png", launch_at, title)
+    except (OSError, ValueError) as exc:
+        print(f"parking-sale: chart.png skipped: {exc}")
+        return
+    print(f"parking-sale: wrote {output / 'chart.png'}")
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Prepare, serve, load and verify; return 0 only if all went well."""
     if importlib.util.find_spec("locust") is None or not LOCUSTFILE.exists():
@@ -352,6 +369,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         passed = asyncio.run(_verify(run.settings, sale.id, run.output))
     finally:
         _stop(run)
+    write_chart(run.output, sale.opens_at.timestamp(), f"Launch of sale {sale.id}")
     if locust_code != 0:
         print(
             f"Locust exited with code {locust_code}: some requests got an "
