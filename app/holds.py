@@ -65,29 +65,40 @@ _INSERT = """
 
 
 async def record_grants(
-    db: DbExecutor, sale_id: int, grants: Sequence[Grant]
+    db: DbExecutor, sale_id: int, grants: Sequence[Grant], skip_known: bool = False
 ) -> set[str]:
     """Insert the grants of one sale that are not recorded yet.
 
     Returns the ids of all given grants that are in Postgres afterwards, new or
     old; an id missing from the result names a space or registrant that does
-    not exist. Raises asyncpg and OSError errors when Postgres fails.
+    not exist. With `skip_known`, grants already in Postgres are looked up
+    first and not sent again, which saves the persister from repeating the
+    winners' own inserts. Raises asyncpg and OSError errors when Postgres fails.
     """
     if not grants:
         return set()
+    known: set[str] = set()
+    if skip_known:
+        known = await _present(db, [g.hold_id for g in grants])
+        grants = [g for g in grants if g.hold_id not in known]
+        if not grants:
+            return known
     # One order for every writer: two batches that share holds then wait for
     # each other instead of deadlocking.
     grants = sorted(grants, key=lambda g: g.hold_id)
-    ids = [g.hold_id for g in grants]
     await db.fetch(
         _INSERT,
         sale_id,
-        ids,
+        [g.hold_id for g in grants],
         [g.label for g in grants],
         [g.registration_no for g in grants],
         [_time(g.granted_ms) for g in grants],
         [_time(g.deadline_ms) for g in grants],
     )
+    return known | await _present(db, [g.hold_id for g in grants])
+
+
+async def _present(db: DbExecutor, ids: list[str]) -> set[str]:
     rows = await db.fetch("SELECT id FROM holds WHERE id = ANY($1::text[])", ids)
     return {row["id"] for row in rows}
 

@@ -118,7 +118,7 @@ class Persister:
         keys = SaleKeys.for_sale(sale_id)
         await self._let_requests_record(entries)
         grants = [parse_entry(sale_id, fields) for _, fields in entries]
-        present = await record_grants(self.pool, sale_id, grants)
+        present = await record_grants(self.pool, sale_id, grants, skip_known=True)
         done = [
             entry_id
             for (entry_id, _), grant in zip(entries, grants, strict=True)
