@@ -14,7 +14,8 @@ embedded Redis and Postgres, and measures:
   order, so every grab wins and is recorded in Postgres on the request path.
   A run stops after `--seconds` or just before the sale would sell out, and
   the sale is reset before each run (holds deleted, sale re-armed). A short
-  warm-up run opens the new service's connections first. Unless
+  warm-up run opens the new service's connections first, and after each
+  reset a run on the spaces list reloads the workers' catalogs. Unless
   `--no-settle`, the grabs wait until the stores have finished the
   background work that the bulk load started.
 
@@ -129,8 +130,9 @@ async def settle(database_url: str, redis_url: str) -> float:
     """Finish the background work a bulk load starts; return the seconds taken.
 
     After importing a million rows Postgres has a checkpoint and autovacuum
-    ahead of it, and Redis may rewrite its append-only file. A real sale is
-    armed well before it opens, so by then that work is done.
+    ahead of it, and Redis has the whole sale in its append-only file, which
+    would soon trigger a rewrite of it. A real sale is armed well before it
+    opens, so by then that work is done.
     """
     started = time.perf_counter()
     connection = await asyncpg.connect(database_url)
@@ -138,6 +140,8 @@ async def settle(database_url: str, redis_url: str) -> float:
     try:
         await connection.execute("VACUUM ANALYZE")
         await connection.execute("CHECKPOINT")
+        # Rewrite now, so the file is compact and no rewrite starts mid-run.
+        await client.bgrewriteaof()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             info = await client.info("persistence")
@@ -215,8 +219,13 @@ def bench_grabs(
                 asyncio.run(reset_sale(database_url, redis_url, sized.sale_id))
                 if args.settle:
                     # Re-arming appends the whole sale to Redis's append-only
-                    # file again, which can start a rewrite.
+                    # file again, which would soon start a rewrite.
                     asyncio.run(settle(database_url, redis_url))
+                # Re-arming also makes each worker reload the sale's spaces
+                # into its catalog on the next request, which blocks it for a
+                # time that grows with the sale. A real sale loads them while
+                # buyers wait for the opening, so do it before measuring.
+                wrk(f"{url}/api/sales/{sized.sale_id}/spaces", 1, 8)
                 runs.append(wrk(url, args.seconds, args.connections, wrk_environ))
             sized.grabs[workers] = runs
         finally:
