@@ -272,7 +272,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--big-sale-spaces", type=int, default=200_000)
+    parser.add_argument(
+        "--big-sale-spaces",
+        type=int,
+        default=100_000,
+        help="spaces of each write-heavy sale; far more than one setting's run grabs",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -300,15 +305,18 @@ def main() -> int:
     rows: list[Row] = []
     verdicts: list[str] = []
     try:
-        write_heavy = asyncio.run(
-            prepare(database_url, redis_url, folder, "write", big, 5000, 100, 1.0, 1)
-        )
         for workers in args.workers:
             for config in args.configs:
-                name = f"launch-{workers}-{config}"
+                # Fresh sales for every setting: the launch sale must sell out
+                # in the run, the write-heavy one must not come near it.
+                name = f"{workers}-{config}"
                 launch = asyncio.run(
-                    prepare(database_url, redis_url, folder, name,
+                    prepare(database_url, redis_url, folder, f"launch-{name}",
                             launch_labels(), 5000, 1, 3.0, 3)
+                )  # fmt: skip
+                write_heavy = asyncio.run(
+                    prepare(database_url, redis_url, folder, f"write-{name}",
+                            big, 5000, 100, 1.0, 1)
                 )  # fmt: skip
                 process, url = start_server(
                     {**environ, **CONFIGS[config]}, workers, folder / "service.log"
@@ -326,14 +334,16 @@ def main() -> int:
                             rows.append((mix, workers, config, "grab", grab))
                 finally:
                     stop_server(process)
-                verdicts.append(
-                    f"launch sale, {workers} worker(s), {config}: "
-                    + asyncio.run(check_stores(database_url, redis_url, launch.sale_id))
-                )
-        verdicts.append(
-            "write-heavy sale: "
-            + asyncio.run(check_stores(database_url, redis_url, write_heavy.sale_id))
-        )
+                for mix, prepared in (
+                    ("launch", launch),
+                    ("write-heavy", write_heavy),
+                ):
+                    verdict = asyncio.run(
+                        check_stores(database_url, redis_url, prepared.sale_id)
+                    )
+                    verdicts.append(
+                        f"{mix} sale, {workers} worker(s), {config}: {verdict}"
+                    )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         if servers is not None:
