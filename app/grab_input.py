@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-import orjson
-
 from app.errors import BadRequest
+from app.inputs import parse_json_object
 
 MAX_RANKED = 5
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,100}")
@@ -30,14 +29,7 @@ def check_idempotency_key(key: str | None) -> str:
 
 def requested_labels(body: bytes) -> list[str]:
     """Return the labels of `{"space": ...}` or `{"spaces": [...]}`, in order."""
-    if not body:
-        raise BadRequest("The body is empty; send a JSON object.")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}.") from None
-    if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object.")
+    data = parse_json_object(body)
     if ("space" in data) == ("spaces" in data):
         raise BadRequest(
             'Send either "space" with one label or "spaces" with a ranked list.'

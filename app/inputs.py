@@ -76,7 +76,11 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     """Return the body as a JSON object or raise `BadRequest` saying why not."""
-    body = await read_body(request, max_bytes)
+    return parse_json_object(await read_body(request, max_bytes))
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """Return `body` parsed as a JSON object or raise `BadRequest` saying why not."""
     if not body:
         raise BadRequest("The body is empty; send a JSON object.")
     try:
