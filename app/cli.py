@@ -61,7 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         "--zones", required=True, help="comma-separated zones, for example A,B,C"
     )
     when = create.add_mutually_exclusive_group(required=True)
-    when.add_argument("--opens-at", type=_moment, help="opening time, ISO 8601")
+    when.add_argument(
+        "--opens-at",
+        type=_moment,
+        help="opening time, ISO 8601 with its offset, for example "
+        "2026-12-05T10:00+08:00 (without one, the machine's local time)",
+    )
     when.add_argument(
         "--opens-in",
         type=cli_arguments.seconds_from_now,

@@ -61,7 +61,7 @@ class _Problems:
 
     def raise_if_any(self, what: str) -> None:
         if self.items:
-            count = len(self.items)
+            count = len({item["line"] for item in self.items})
             shown = self.items[:MAX_ERRORS]
             raise ImportRejected(
                 f"The {what} file has {count} bad line(s); nothing was imported. "
@@ -192,7 +192,7 @@ def parse_spaces(text: str, sale: Sale) -> list[SpaceRow]:
         if ok and price is not None:
             rows.append(SpaceRow(label, row["zone"], row["level"], kind, price))
     if not rows and not problems.items:
-        problems.add(2, None, "the file has no spaces")
+        problems.add(1, None, "the file has a header but no spaces")
     problems.raise_if_any("spaces")
     return rows
 
@@ -264,7 +264,7 @@ def parse_registrants(text: str, sale: Sale) -> list[RegistrantRow]:
             phone = re.sub(r"[ -]", "", row["phone"])
             rows.append(RegistrantRow(number, row["name"], phone, code, limit))
     if not rows and not problems.items:
-        problems.add(2, None, "the file has no registrants")
+        problems.add(1, None, "the file has a header but no registrants")
     problems.raise_if_any("registrants")
     return rows
 

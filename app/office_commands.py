@@ -71,7 +71,10 @@ async def expire(args: argparse.Namespace, settings: Settings) -> int:
         store = RedisStore(client, settings.idempotency_ttl_seconds)
         expired = await expire_overdue(pool, store)
         freed = await sweep_armed_sales(pool, store)
-    print(f"expired {len(expired)} hold(s); freed {freed} more space(s) left held")
+    print(
+        f"expired {len(expired)} hold(s); also freed {freed} space(s) that Redis "
+        "still gave to holds already ended"
+    )
     return 0
 
 

@@ -131,7 +131,7 @@ async def import_spaces(args: argparse.Namespace, settings: Settings) -> int:
         sale = await sales.get_sale(pool, args.sale)
         async with pool.acquire() as connection:
             count = await imports.import_spaces(connection, sale, text)
-    print(f"imported {count} spaces into sale {args.sale}")
+    print(f"imported {count} space(s) into sale {args.sale}")
     return 0
 
 
@@ -143,7 +143,7 @@ async def import_registrants(args: argparse.Namespace, settings: Settings) -> in
             count = await imports.import_registrants(
                 connection, sale, text, settings.access_code_memory_kib
             )
-    print(f"imported {count} registrants into sale {args.sale}")
+    print(f"imported {count} registrant(s) into sale {args.sale}")
     return 0
 
 

@@ -55,7 +55,7 @@ def test_cli_sets_up_and_arms_sale(settings: Settings, tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     assert sale.isdigit()
     assert imported.returncode == 0
-    assert "imported 1 spaces" in imported.stdout
+    assert "imported 1 space(s)" in imported.stdout
     assert registered.returncode == 0
     assert armed.returncode == 0, armed.stderr
     assert "armed" in armed.stdout

@@ -142,7 +142,18 @@ def test_parse_spaces_empty_file() -> None:
 def test_parse_spaces_header_only() -> None:
     errors = rejected(lambda: imports.parse_spaces(SPACES_HEADER, SALE))
 
+    assert errors[0]["line"] == 1
     assert "no spaces" in str(errors[0]["message"])
+
+
+def test_rejection_counts_lines_not_errors() -> None:
+    text = SPACES_HEADER + "bad label,Z,B1,garage,-1\nA-1,A,B1,standard,100\n"
+
+    with pytest.raises(ImportRejected) as caught:
+        imports.parse_spaces(text, SALE)
+
+    assert len(caught.value.errors) == 4
+    assert "has 1 bad line(s)" in caught.value.message
 
 
 def test_parse_spaces_line_numbers_count_quoted_newlines() -> None:
