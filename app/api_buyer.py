@@ -25,7 +25,7 @@ from app.inputs import path_int, read_body, read_json_object, text_field
 from app.keys import SaleKeys
 from app.redis_store import Snapshot
 from app.services import Services, services
-from app.sessions import BUYER_COOKIE, BuyerSession
+from app.sessions import BUYER_COOKIE, BuyerSession, set_session_cookie
 
 logger = logging.getLogger(__name__)
 
@@ -249,14 +249,7 @@ async def create_session(request: Request) -> Response:
         },
         status=201,
     )
-    response.set_cookie(
-        BUYER_COOKIE,
-        token,
-        max_age=svc.settings.session_ttl_seconds,
-        httponly=True,
-        samesite="strict",
-        path="/",
-    )
+    set_session_cookie(response, BUYER_COOKIE, token, svc.settings.session_ttl_seconds)
     return response
 
 

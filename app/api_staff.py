@@ -25,6 +25,7 @@ from app.hold_search import HoldQuery, hold_detail, search
 from app.holds import format_queue_no
 from app.inputs import is_ascii_digits, path_int, read_json_object, text_field
 from app.services import Services, services
+from app.sessions import set_session_cookie
 from app.staff import LoginThrottle, StaffMember
 from app.staff_sessions import STAFF_COOKIE, StaffSessions, require_manager
 
@@ -128,13 +129,8 @@ async def login(request: Request) -> Response:
         {"token": token, "username": member.username, "role": member.role},
         status=201,
     )
-    response.set_cookie(
-        STAFF_COOKIE,
-        token,
-        max_age=svc.settings.staff_session_ttl_seconds,
-        httponly=True,
-        samesite="strict",
-        path="/",
+    set_session_cookie(
+        response, STAFF_COOKIE, token, svc.settings.staff_session_ttl_seconds
     )
     return response
 

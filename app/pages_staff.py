@@ -27,6 +27,7 @@ from app.api_staff import MAX_INT_FIELD, current_member, office
 from app.hold_search import STATUSES, HoldQuery, hold_detail, search
 from app.inputs import check_plain_text, is_ascii_digits, yuan_to_fen
 from app.services import Services, services
+from app.sessions import set_session_cookie
 from app.staff import StaffMember
 from app.staff_sessions import STAFF_COOKIE, require_manager
 from app.templating import render
@@ -153,13 +154,11 @@ async def login(request: Request) -> Response:
         context = {"next": next_path, "error": exc.message}
         return render(request, "staff_login.html", context, exc.status)
     response = redirect(next_path)
-    response.set_cookie(
+    set_session_cookie(
+        response,
         STAFF_COOKIE,
         office(request).sessions.issue(member),
-        max_age=svc.settings.staff_session_ttl_seconds,
-        httponly=True,
-        samesite="strict",
-        path="/",
+        svc.settings.staff_session_ttl_seconds,
     )
     return response
 

@@ -12,6 +12,7 @@ import time
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.requests import Request
+from starlette.responses import Response
 
 from app.errors import Unauthorized
 
@@ -22,6 +23,20 @@ BUYER_COOKIE = "parking_buyer"
 class BuyerSession:
     sale_id: int
     registration_no: str
+
+
+def set_session_cookie(
+    response: Response, name: str, token: str, max_age_seconds: int
+) -> None:
+    """Set a session cookie that scripts cannot read and other sites never send."""
+    response.set_cookie(
+        name,
+        token,
+        max_age=max_age_seconds,
+        httponly=True,
+        samesite="strict",
+        path="/",
+    )
 
 
 def _token(request: Request, cookie: str) -> str | None:
