@@ -254,7 +254,7 @@ async def create_session(request: Request) -> Response:
 
 
 async def grab(request: Request) -> Response:
-    """Grab through the router; `app.grab_endpoint` answers the same faster."""
+    """Grab through the router; `app.grab_endpoint` handles the same request faster."""
     svc = services(request)
     sale_id = path_int(request, "sale")
     session = svc.buyer_sessions.read(request, sale_id)

@@ -48,7 +48,7 @@ async def ensure_group(client: aioredis.Redis, keys: SaleKeys) -> None:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Loaded:
-    """What arming reads from Postgres."""
+    """The rows arming reads from Postgres."""
 
     spaces: list[asyncpg.Record]
     registrants: list[asyncpg.Record]

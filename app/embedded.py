@@ -132,7 +132,10 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     for name in ("postgres", "nobody"):
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
-    raise EmbeddedError("running as root, and neither user postgres nor nobody exists")
+    raise EmbeddedError(
+        "cannot run Postgres as root, and no user postgres or nobody exists to "
+        "run it as; create one or set DATABASE_URL"
+    )
 
 
 class EmbeddedPostgres:

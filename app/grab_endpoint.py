@@ -87,7 +87,7 @@ class GrabEndpoint:
                 seconds = max(1, round(exc.details["retry_after"]))
                 extra = [(b"retry-after", str(seconds).encode())]
         except Exception:
-            # The same answer as the application's handler for unexpected errors.
+            # The same response as the application's handler for unexpected errors.
             logger.exception("grab_failed", extra={"path": scope["path"]})
             status = 500
             body = orjson.dumps(

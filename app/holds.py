@@ -70,10 +70,10 @@ async def record_grants(
     """Insert the grants of one sale that are not recorded yet.
 
     Returns the ids of all given grants that are in Postgres afterwards, new or
-    old; an id missing from the result names a space or registrant that does
+    old. An id missing from the result names a space or registrant that does
     not exist. With `skip_known`, grants already in Postgres are looked up
-    first and not sent again, which saves the persister from repeating the
-    winners' own inserts. Raises asyncpg and OSError errors when Postgres fails.
+    first and not sent again, so the persister does not repeat the winners'
+    own inserts. Raises asyncpg errors and OSError when Postgres fails.
     """
     if not grants:
         return set()

@@ -1,4 +1,4 @@
-"""What the `parking-sale` commands do, on the servers named in the settings."""
+"""The `parking-sale` commands, run against the servers named in the settings."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from app.types import DbPool
 
 
 class CommandError(RuntimeError):
-    """A command cannot run as asked; the message says what to change."""
+    """A command cannot run as asked; the message names what to change."""
 
 
 def _urls(settings: Settings) -> tuple[str, str]:

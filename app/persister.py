@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
 
-# What a store that is down or restarting raises; anything else is a bug.
+# Errors a store raises while it is down or restarting; anything else is a bug.
 STORE_ERRORS = (
     RedisError,
     OSError,

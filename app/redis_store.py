@@ -1,7 +1,8 @@
 """The sale's launch-minute state in Redis: grab, release, snapshot, state.
 
-Every call here fails closed: a `redis.RedisError` propagates, and callers
-answer 503 without having changed anything they can see.
+Every call here fails closed: a `redis.RedisError` propagates and callers
+respond 503. If a grab did run before the connection failed, a retry with
+the same Idempotency-Key returns its result instead of granting again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from app.pipelined_redis import PipelinedRedis
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GrabReply:
-    """What the grab script decided, as typed fields."""
+    """The grab script's decision, as typed fields."""
 
     outcome: str
     hold_id: str = ""

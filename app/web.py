@@ -1,8 +1,9 @@
 """The Starlette application: wiring, lifespan, and the error mapping.
 
 `create_app()` is the uvicorn factory. On start-up it connects to Redis and
-Postgres, loads the Lua scripts and, unless disabled, runs the persister in
-the background; on shutdown it stops them in reverse order.
+Postgres, loads the Lua scripts and starts the persister and the expiry in
+the background, unless the settings turn them off. Shutdown stops them in
+reverse order.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ from app.templating import static_files
 
 logger = logging.getLogger(__name__)
 
-# How old a grant must be before the in-service persister records it; the
-# winning request usually has by then.
+# Minimum age of a grant before the in-service persister records it, because
+# the winning request has usually recorded it by then.
 PERSIST_GRACE_MS = 500
 
 # How long shutdown waits for Postgres queries in flight.
@@ -62,9 +63,9 @@ SHUTDOWN_WAIT_SECONDS = 10.0
 
 
 class ParkingApp(Starlette):
-    """Starlette, with grabs answered ahead of the middleware stack.
+    """Starlette, with grabs handled ahead of the middleware stack.
 
-    At launch nearly every request is a grab; `GrabEndpoint` answers it with
+    At launch nearly every request is a grab. `GrabEndpoint` handles it with
     the same checks as the routed handler, without the router, request and
     response objects and exception middleware around it.
     """

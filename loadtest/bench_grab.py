@@ -114,7 +114,7 @@ async def prepare(
 
 
 def launch_labels() -> list[str]:
-    """The demo's 600 spaces, cheapest (most wanted) first."""
+    """Return the demo's 600 labels, cheapest (most wanted) first."""
     rows = sorted(demo_data.space_rows(), key=lambda row: (row[4], row[2], row[0]))
     return [row[0] for row in rows]
 

@@ -260,7 +260,7 @@ def test_postgres_outage_defers_recording(own_servers: EmbeddedServers) -> None:
                     },
                 )
                 tokens.append(response.json()["token"])
-            # Warm the sale cache so answers can name the price during the outage.
+            # Warm the sale cache so responses can name the price during the outage.
             http.get(f"/api/sales/{setup.sale.id}")
             own_servers.postgres.stop()
             during = [
@@ -284,7 +284,7 @@ def test_postgres_outage_defers_recording(own_servers: EmbeddedServers) -> None:
             )
             own_servers.postgres.start()
             report = run(wait_until_agreed(settings, setup.sale.id, 60))
-            # The same key after recovery answers 201: the hold is now recorded.
+            # After recovery the same key gets 201, because the hold is now recorded.
             repeat = http.post(
                 f"/api/sales/{setup.sale.id}/holds",
                 json={"space": setup.labels[0]},
