@@ -90,6 +90,7 @@ async def _refresh_gauges(request: Request) -> None:
 
 async def scrape(request: Request) -> Response:
     await _refresh_gauges(request)
+    metrics.flush()
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -1,7 +1,9 @@
 """Prometheus metrics: grab outcomes, request latency, store errors, lag.
 
-Counting happens on the hot path, so each recording function is a dict
-lookup and one increment, and all of them do nothing when metrics are off
+Counting happens on the hot path, so grab outcomes and request latencies
+are added up in plain dictionaries and handed to the Prometheus client in
+one go by `flush`: every second (`run_flusher`, started with the service)
+and before each scrape. All recording does nothing when metrics are off
 (`PARKING_METRICS=false`, used by the benchmark to show their cost). Gauges
 that need a query (persister lag, holds by status) are computed when
 `/metrics` is scraped. With several uvicorn workers, `parking-sale serve`
@@ -10,6 +12,9 @@ sets PROMETHEUS_MULTIPROC_DIR so that a scrape of any worker sums them all.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import contextlib
 import time
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -17,14 +22,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 GRAB_OUTCOMES = Counter(
     "parking_grab_outcomes_total",
-    "Grab requests by outcome (granted, space_taken, limit_reached, ...).",
-    ["outcome"],
+    "Grab requests by outcome (granted, space_taken, limit_reached, ...) and "
+    "by what answered: redis (the grab script), view (the worker's view of "
+    "held spaces) or worker (the rate limit).",
+    ["outcome", "answered_by"],
 )
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 REQUEST_SECONDS = Histogram(
     "parking_request_duration_seconds",
     "Time from request to the end of the response, by endpoint.",
     ["endpoint"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    buckets=BUCKETS,
 )
 STORE_ERRORS = Counter(
     "parking_store_errors_total",
@@ -50,26 +58,57 @@ class _Switch:
 
 
 switch = _Switch()
-_outcomes: dict[str, Counter] = {}
-_endpoints: dict[str, Histogram] = {}
+# Counts since the last flush: outcomes, and per endpoint the number of
+# requests in each latency bucket (the last one is +Inf) and their sum.
+_outcomes: dict[tuple[str, str], int] = {}
+_latencies: dict[str, list[int]] = {}
+_latency_sums: dict[str, float] = {}
 
 
-def count_grab(outcome: str) -> None:
-    if not switch.enabled:
-        return
-    child = _outcomes.get(outcome)
-    if child is None:
-        child = _outcomes[outcome] = GRAB_OUTCOMES.labels(outcome)
-    child.inc()
+def count_grab(outcome: str, answered_by: str) -> None:
+    if switch.enabled:
+        key = (outcome, answered_by)
+        _outcomes[key] = _outcomes.get(key, 0) + 1
 
 
 def observe_request(endpoint: str, seconds: float) -> None:
     if not switch.enabled:
         return
-    child = _endpoints.get(endpoint)
-    if child is None:
-        child = _endpoints[endpoint] = REQUEST_SECONDS.labels(endpoint)
-    child.observe(seconds)
+    counts = _latencies.get(endpoint)
+    if counts is None:
+        counts = _latencies[endpoint] = [0] * (len(BUCKETS) + 1)
+        _latency_sums[endpoint] = 0.0
+    counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+    _latency_sums[endpoint] += seconds
+
+
+def flush() -> None:
+    """Add the counts gathered since the last call to the Prometheus metrics."""
+    for (outcome, answered_by), count in _outcomes.items():
+        GRAB_OUTCOMES.labels(outcome, answered_by).inc(count)
+    _outcomes.clear()
+    for endpoint, counts in _latencies.items():
+        child = REQUEST_SECONDS.labels(endpoint)
+        # The client has no call for many observations at once; its own
+        # observe() adds to the same per-bucket values (tests/test_health.py
+        # checks the result against observe()).
+        child._sum.inc(_latency_sums[endpoint])
+        for bucket, count in zip(child._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
+    _latencies.clear()
+    _latency_sums.clear()
+
+
+async def run_flusher(interval_seconds: float = 1.0) -> None:
+    """Flush every `interval_seconds` until cancelled, then once more."""
+    try:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            flush()
+    finally:
+        with contextlib.suppress(Exception):
+            flush()
 
 
 def count_store_error(store: str, operation: str) -> None:
@@ -105,9 +144,3 @@ class MetricsMiddleware:
                 observe_request(_endpoint_name(scope), time.perf_counter() - started)
 
         await self.app(scope, receive, timed_send)
-
-
-def _clock() -> type[float] | object:
-    import time
-
-    return time.perf_counter

@@ -41,6 +41,7 @@ from app.database import create_pool
 from app.errors import STORE_UNAVAILABLE, AppError
 from app.grab_endpoint import GrabEndpoint
 from app.grabbing import GrabService
+from app.held_view import HeldViews
 from app.hold_refs import HoldRefs
 from app.logs import configure_logging, new_request_id, request_id
 from app.persister import Persister
@@ -191,6 +192,9 @@ async def start_services(settings: Settings) -> Services:
         catalog,
         TokenBuckets(settings.rate_per_second, settings.rate_burst),
         settings.postgres_timeout_seconds,
+        HeldViews(client, settings.held_view_max_age_ms / 1000)
+        if settings.grab_held_view
+        else None,
     )
     return Services(
         settings=settings,
@@ -214,7 +218,7 @@ def create_app(settings: Settings | None = None) -> ParkingApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await start_services(settings)
         app.state.services = svc
-        tasks: list[asyncio.Task[None]] = []
+        tasks = [asyncio.create_task(metrics.run_flusher())]
         if settings.run_persister:
             persister = Persister(svc.redis, svc.pool, grace_ms=PERSIST_GRACE_MS)
             tasks.append(asyncio.create_task(persister.run()))
@@ -232,14 +236,13 @@ def create_app(settings: Settings | None = None) -> ParkingApp:
         finally:
             for task in tasks:
                 task.cancel()
-            if tasks:
-                # A driver that turns a cancellation into its own error could
-                # keep a loop alive; shutdown must still finish.
-                _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
-                if stuck:
-                    logger.warning(
-                        "background_tasks_abandoned", extra={"count": len(stuck)}
-                    )
+            # A driver that turns a cancellation into its own error could
+            # keep a loop alive; shutdown must still finish.
+            _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
+            if stuck:
+                logger.warning(
+                    "background_tasks_abandoned", extra={"count": len(stuck)}
+                )
             logger.info("service_stopping", extra={"grab_outcomes": svc.grabs.outcomes})
             try:
                 # close() waits for every query in flight; do not wait forever.
