@@ -48,10 +48,16 @@ async def _body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> by
             raise errors.BadRequest("The Content-Length header is not a number.")
         if int(declared) > limit:
             raise errors.PayloadTooLarge(f"The body must be at most {limit} bytes.")
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        # The usual case: the whole body arrived with the headers.
+        body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise errors.PayloadTooLarge(f"The body must be at most {limit} bytes.")
+        return body
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise errors.BadRequest("The client went away before sending the body.")
         chunk = message.get("body", b"")
@@ -61,6 +67,7 @@ async def _body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> by
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+        message = await receive()
 
 
 class GrabEndpoint:
@@ -81,8 +88,6 @@ class GrabEndpoint:
             status, body, extra = await self._grab(svc, int(match[1]), scope, receive)
         except errors.AppError as exc:
             status, body = exc.status, orjson.dumps(exc.body())
-            if exc.details.get("replayed"):
-                extra = [(b"idempotent-replayed", b"true")]
             if exc.status == 429 and "retry_after" in exc.details:
                 seconds = max(1, round(exc.details["retry_after"]))
                 extra = [(b"retry-after", str(seconds).encode())]

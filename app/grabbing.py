@@ -2,6 +2,9 @@
 
 Only Redis decides, and it fails closed: if Redis fails, nothing is granted
 and the 503 response asks the client to retry with the same idempotency key.
+A click on spaces that the worker's view (`app.held_view`) shows held by
+other buyers is rejected without the script, and its outcome is stored under
+the idempotency key as the script would store it.
 Recording a win waits at most `postgres_timeout_seconds` for Postgres. A win
 recorded in time gets 201; otherwise it gets 202 "pending" and the persister
 records it from the grant stream.
@@ -20,6 +23,7 @@ from redis.exceptions import RedisError
 
 from app import errors, metrics
 from app.catalog import Catalog, SaleView
+from app.held_view import HeldViews
 from app.holds import Grant
 from app.ratelimit import TokenBuckets
 from app.recorder import GrantRecorder
@@ -53,14 +57,19 @@ class GrabService:
         catalog: Catalog,
         limiter: TokenBuckets,
         postgres_timeout: float,
+        views: HeldViews | None = None,
     ) -> None:
         self.store = store
+        # None sends every click to Redis.
+        self.views = views
         self.pool = pool
         self.catalog = catalog
         self.limiter = limiter
         self.postgres_timeout = postgres_timeout
         self.recorder = GrantRecorder(pool, flush_timeout=postgres_timeout * 2)
         self.outcomes: dict[str, int] = {}
+        # Answers "taken" by the labels they name, built once each.
+        self._taken_answers: dict[tuple[str, ...], GrabAnswer] = {}
 
     async def grab(
         self,
@@ -69,41 +78,93 @@ class GrabService:
         idempotency_key: str,
         labels: list[str],
     ) -> GrabAnswer:
-        """Hold the first free space of `labels`; raise an `AppError` on a loss."""
+        """Hold the first free space of `labels`, or say why not.
+
+        Wins and losses are answers; only a refused request (429) and a
+        store that is down (503) raise an `AppError`.
+        """
         if not self.limiter.allow((sale_id, registration_no)):
             retry = self.limiter.retry_after((sale_id, registration_no))
-            self._count("too_many_requests")
+            self._count("too_many_requests", "worker")
             raise errors.TooManyRequests(
                 f"Too many requests; wait {retry:.1f} s before trying again.",
                 retry_after=round(retry, 2),
             )
+        view, ended = None, 0
+        if self.views is not None:
+            view = self.views.current(sale_id)
+            known = self.views.decide(view, registration_no, labels)
+            if known is not None:
+                return await self._answer_from_view(
+                    sale_id, registration_no, idempotency_key, labels, *known
+                )
+            ended = view.ended if view is not None else 0
         try:
             reply = await self.store.grab(
                 sale_id, registration_no, idempotency_key, labels
             )
         except RedisError as exc:
-            self._count("redis_error")
-            metrics.count_store_error("redis", "grab")
-            logger.error(
-                "grab_redis_failed",
-                extra={
-                    "sale_id": sale_id,
-                    "buyer": registration_no,
-                    "error": repr(exc),
-                },
+            raise self._unavailable(sale_id, registration_no, exc) from None
+        self._count(reply.outcome, "redis")
+        if self.views is not None and not reply.replayed:
+            self.views.record(
+                sale_id,
+                view,
+                ended,
+                registration_no,
+                reply.outcome,
+                reply.label,
+                reply.limit,
             )
-            raise errors.ServiceUnavailable(
-                "The sale could not be reached; retry with the same "
-                "Idempotency-Key, which never grants twice."
-            ) from None
-        self._count(reply.outcome)
         if reply.outcome != "granted":
-            raise self._loss(reply, labels)
+            return self._loss(reply, labels)
         return await self._record(sale_id, registration_no, reply)
 
-    def _count(self, outcome: str) -> None:
+    async def _answer_from_view(
+        self,
+        sale_id: int,
+        registration_no: str,
+        idempotency_key: str,
+        labels: list[str],
+        outcome: str,
+        limit: int,
+    ) -> GrabAnswer:
+        # Stored as the grab script would store it, for repeats of the key.
+        reply = [outcome] if outcome == "space_taken" else [outcome, str(limit)]
+        try:
+            earlier = await self.store.remember(
+                sale_id, registration_no, idempotency_key, reply
+            )
+        except RedisError as exc:
+            raise self._unavailable(sale_id, registration_no, exc) from None
+        if earlier is not None:
+            # A request with the same key reached Redis first: its answer.
+            self._count(earlier.outcome, "redis")
+            if earlier.outcome == "granted":
+                return await self._record(sale_id, registration_no, earlier)
+            return self._loss(earlier, labels)
+        self._count(outcome, "view")
+        if outcome == "space_taken":
+            return self._taken_answer(labels)
+        return self._loss(GrabReply(outcome, limit=limit), labels)
+
+    def _unavailable(
+        self, sale_id: int, registration_no: str, exc: RedisError
+    ) -> errors.ServiceUnavailable:
+        self._count("redis_error", "redis")
+        metrics.count_store_error("redis", "grab")
+        logger.error(
+            "grab_redis_failed",
+            extra={"sale_id": sale_id, "buyer": registration_no, "error": repr(exc)},
+        )
+        return errors.ServiceUnavailable(
+            "The sale could not be reached; retry with the same "
+            "Idempotency-Key, which never grants twice."
+        )
+
+    def _count(self, outcome: str, answered_by: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        metrics.count_grab(outcome)
+        metrics.count_grab(outcome, answered_by)
 
     async def _record(
         self, sale_id: int, registration_no: str, reply: GrabReply
@@ -169,17 +230,42 @@ class GrabService:
             )
         return body
 
+    @classmethod
+    def _loss(cls, reply: GrabReply, labels: list[str]) -> GrabAnswer:
+        if reply.outcome == "space_taken":
+            return cls._taken(labels, reply.replayed)
+        error = cls._loss_error(reply, labels)
+        return GrabAnswer(error.status, error.body(), reply.replayed)
+
+    def _taken_answer(self, labels: list[str]) -> GrabAnswer:
+        key = tuple(labels)
+        answer = self._taken_answers.get(key)
+        if answer is None:
+            if len(self._taken_answers) >= 10_000:
+                self._taken_answers.clear()
+            answer = self._taken_answers[key] = self._taken(labels, replayed=False)
+        return answer
+
     @staticmethod
-    def _loss(reply: GrabReply, labels: list[str]) -> errors.AppError:
+    def _taken(labels: list[str], replayed: bool) -> GrabAnswer:
+        # The commonest answer of a launch, built without an exception object.
+        if len(labels) == 1:
+            message = f"{labels[0]} is already taken."
+        else:
+            message = f"{', '.join(labels)} are all already taken."
+        body: dict[str, Any] = {
+            "error": errors.SpaceTaken.code,
+            "message": message,
+            "spaces": labels,
+        }
+        if replayed:
+            body["replayed"] = True
+        return GrabAnswer(errors.SpaceTaken.status, body, replayed)
+
+    @staticmethod
+    def _loss_error(reply: GrabReply, labels: list[str]) -> errors.AppError:
         outcome = reply.outcome
         replayed = {"replayed": True} if reply.replayed else {}
-        if outcome == "space_taken":
-            which = labels[0] if len(labels) == 1 else ", ".join(labels)
-            return errors.SpaceTaken(
-                f"{which} {'is' if len(labels) == 1 else 'are all'} already taken.",
-                spaces=labels,
-                **replayed,
-            )
         if outcome == "limit_reached":
             return errors.LimitReached(
                 f"You already hold {reply.limit} space(s), your limit in this sale.",

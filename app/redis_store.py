@@ -108,6 +108,32 @@ class RedisStore:
             reply = await scripts.GRAB(self.client, key_names, args)
         return GrabReply.from_script(reply)
 
+    async def remember(
+        self,
+        sale_id: int,
+        registration_no: str,
+        idempotency_key: str,
+        reply: list[str],
+    ) -> GrabReply | None:
+        """Store `reply` as the first answer to this key, unless one is stored.
+
+        For answers given without the grab script, so that a repeat of the
+        request gets the same answer from the script. `reply` is in the
+        script's own form, for example ["space_taken"]. Returns None when
+        `reply` was stored, or the answer stored earlier (a request with
+        the same key that reached Redis first), which must be given instead.
+        Needs Redis 7.0 or later (SET with both NX and GET).
+        """
+        key = SaleKeys.for_sale(sale_id).idempotency(registration_no, idempotency_key)
+        value, ttl = orjson.dumps(reply), self.idempotency_ttl_seconds
+        if self.hot is not None:
+            earlier = await self.hot.execute("SET", key, value, "EX", ttl, "NX", "GET")
+        else:
+            earlier = await self.client.set(key, value, ex=ttl, nx=True, get=True)
+        if earlier is None:
+            return None
+        return GrabReply.from_script([b"replay", earlier])
+
     async def release(
         self, sale_id: int, label: str, hold_id: str, registration_no: str
     ) -> bool:

@@ -53,7 +53,8 @@ GRAB = Script("grab")
 RELEASE = Script("release")
 SNAPSHOT = Script("snapshot")
 SET_STATE = Script("set_state")
-ALL = (GRAB, RELEASE, SNAPSHOT, SET_STATE)
+VIEW = Script("view")
+ALL = (GRAB, RELEASE, SNAPSHOT, SET_STATE, VIEW)
 
 
 async def load_all(client: aioredis.Redis) -> None:
