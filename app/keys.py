@@ -7,6 +7,7 @@ one slot and each Lua script runs unchanged on Redis Cluster.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 # Ids of the sales that a persister should drain; outside any sale's slot.
 ARMED_SALES = "parking:armed-sales"
@@ -23,8 +24,13 @@ class SaleKeys:
     counts: str
     grants: str
 
+    @staticmethod
+    def for_sale(sale_id: int) -> SaleKeys:
+        """Return the sale's key names (cached: every grab needs them)."""
+        return _for_sale(sale_id)
+
     @classmethod
-    def for_sale(cls, sale_id: int) -> SaleKeys:
+    def build(cls, sale_id: int) -> SaleKeys:
         tag = f"{{sale:{sale_id}}}"
         return cls(
             sale_id=sale_id,
@@ -50,3 +56,8 @@ class SaleKeys:
             self.limits,
             self.counts,
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _for_sale(sale_id: int) -> SaleKeys:
+    return SaleKeys.build(sale_id)

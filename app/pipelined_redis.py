@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import Any, cast
 from urllib.parse import unquote, urlparse
 
@@ -32,6 +33,8 @@ class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        # When each waiting command was queued (time.monotonic()), in order.
+        self.queued_at: collections.deque[float] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         # Commands of the current event-loop tick, written in one system call.
@@ -46,6 +49,7 @@ class _Protocol(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(self._flush)
         self.outgoing.append(packed)
         self.waiting.append(future)
+        self.queued_at.append(time.monotonic())
 
     def _flush(self) -> None:
         if self.transport is not None and not self.closed:
@@ -60,6 +64,7 @@ class _Protocol(asyncio.Protocol):
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
             future = self.waiting.popleft()
+            self.queued_at.popleft()
             if future.done():
                 continue  # Its caller was cancelled; the reply is dropped.
             if isinstance(reply, hiredis.ReplyError):
@@ -74,19 +79,11 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         error = RedisConnectionError(f"connection to Redis lost: {exc!r}")
+        self.queued_at.clear()
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
                 future.set_exception(error)
-
-
-def _expire(future: asyncio.Future[Any], client: PipelinedRedis) -> None:
-    if not future.done():
-        future.set_exception(
-            RedisTimeoutError(
-                f"Redis did not respond within {client.timeout_seconds} s"
-            )
-        )
 
 
 class PipelinedRedis:
@@ -104,6 +101,10 @@ class PipelinedRedis:
         self.timeout_seconds = timeout_seconds
         self._protocol: _Protocol | None = None
         self._connecting = asyncio.Lock()
+        # One timer checks the oldest waiting commands, instead of one timer
+        # per command; it runs only while commands are waiting.
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._check_every = timeout_seconds / 4
 
     async def _connected(self) -> _Protocol:
         protocol = self._protocol
@@ -127,9 +128,9 @@ class PipelinedRedis:
                 credentials = (
                     [self.username, self.password] if self.username else [self.password]
                 )
-                await self._send(fresh, ("AUTH", *credentials))
+                await self._handshake(fresh, ("AUTH", *credentials))
             if self.db:
-                await self._send(fresh, ("SELECT", self.db))
+                await self._handshake(fresh, ("SELECT", self.db))
             self._protocol = fresh
             logger.info("hot_redis_connected", extra={"port": self.port})
             return fresh
@@ -138,12 +139,49 @@ class PipelinedRedis:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         protocol.queue(hiredis.pack_command(command), future)
-        # A timer, not asyncio.wait_for: no extra task per command.
-        timer = loop.call_later(self.timeout_seconds, _expire, future, self)
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._check_every, self._expire)
+        return await future
+
+    async def _handshake(self, protocol: _Protocol, command: tuple[Any, ...]) -> Any:
+        # The watchdog watches only the connection in use, not this new one.
         try:
-            return await future
-        finally:
-            timer.cancel()
+            return await asyncio.wait_for(
+                self._send(protocol, command), self.timeout_seconds
+            )
+        except TimeoutError:
+            if protocol.transport is not None:
+                protocol.transport.close()
+            raise RedisTimeoutError(
+                f"Redis did not answer {command[0]} within {self.timeout_seconds} s"
+            ) from None
+
+    def _expire(self) -> None:
+        """Fail the commands waiting longer than the timeout, oldest first.
+
+        A failed command keeps its place, so its late reply is dropped. A
+        command therefore fails between 1 and 1.25 timeouts after it was
+        queued.
+        """
+        self._watchdog = None
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            return  # Losing the connection failed every waiting command.
+        limit = time.monotonic() - self.timeout_seconds
+        for future, queued_at in zip(
+            protocol.waiting, protocol.queued_at, strict=False
+        ):
+            if queued_at > limit:
+                break
+            if not future.done():
+                future.set_exception(
+                    RedisTimeoutError(
+                        f"Redis did not respond within {self.timeout_seconds} s"
+                    )
+                )
+        if protocol.waiting:
+            loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_later(self._check_every, self._expire)
 
     async def execute(self, *command: Any) -> Any:
         """Send one command and return its reply; raises `redis.RedisError`."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -113,3 +114,43 @@ async def test_selects_database(url: str) -> None:
 def test_rejects_other_schemes() -> None:
     with pytest.raises(ValueError, match="redis://"):
         PipelinedRedis("rediss://127.0.0.1:6379/0")
+
+
+async def test_timeout_after_reconnect(url: str) -> None:
+    client = PipelinedRedis(url, timeout_seconds=0.1)
+    assert await client.execute("PING") == b"PONG"
+    client.close()
+    await asyncio.sleep(0.01)
+
+    # The new connection's commands are watched as the first one's were.
+    with pytest.raises(RedisTimeoutError):
+        await client.execute("BLPOP", "pt:never-filled-either", 0.5)
+    client.close()
+
+
+@pytest.mark.parametrize("password", ["", "secret"])
+async def test_silent_server_times_out(password: str) -> None:
+    writers: list[asyncio.StreamWriter] = []
+
+    async def ignore(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writers.append(writer)
+        await reader.read(65536)
+
+    server = await asyncio.start_server(ignore, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    credentials = f":{password}@" if password else ""
+    client = PipelinedRedis(f"redis://{credentials}127.0.0.1:{port}/0", 0.2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RedisTimeoutError):
+            await client.execute("PING")
+        # The timeout is checked every quarter of it, so at most 1.25 times.
+        assert time.monotonic() - started < 2.0
+    finally:
+        client.close()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
