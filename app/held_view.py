@@ -82,18 +82,22 @@ class SaleView:
         "version",
     )
 
-    def __init__(self, reply: list[Any], sent_at: float, received_at: float) -> None:
+    def __init__(
+        self,
+        reply: list[Any],
+        positions: dict[str, int],
+        sent_at: float,
+        received_at: float,
+    ) -> None:
         # reply: "full", now, version, state, bitmap, last id, generation,
-        # opens_ms, closes_ms, [label, position, ...], [buyer, ...]
+        # opens_ms, closes_ms, [buyer, ...]
         self.generation = _text(reply[6])
         self.opens_ms = int(reply[7])
         self.closes_ms = int(reply[8])
-        flat = reply[9]
-        self.positions = {
-            _text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)
-        }
+        # Each label's position in the bitmap, for this generation.
+        self.positions = positions
         # Buyers with a hold, or who had one since the view was loaded.
-        self.holding = {_text(buyer) for buyer in reply[10]}
+        self.holding = {_text(buyer) for buyer in reply[9]}
         # The buyer of each label granted since the view was loaded.
         self.holders: dict[str, str] = {}
         # Buyers found registered, and at their limit, by the grab script.
@@ -160,6 +164,9 @@ class HeldViews:
         self.client = client
         self.max_age = max_age_seconds
         self._views: dict[int, SaleView] = {}
+        # Each sale's generation and its label positions, read once per
+        # generation: they change only when the sale is armed again.
+        self._positions: dict[int, tuple[str, dict[str, int]]] = {}
         self._started: dict[int, float] = {}
         self._refreshing: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -236,6 +243,28 @@ class HeldViews:
             view.holding.add(buyer)
             view.at_limit[buyer] = limit
 
+    async def _positions_of(
+        self, keys: SaleKeys, generation: str
+    ) -> dict[str, int] | None:
+        """Return the label positions of `generation`, or None if it is gone.
+
+        HSCAN reads the spaces hash in small steps, so a sale of 100,000
+        spaces does not stall Redis. Only arming writes that hash, and it
+        sets a new generation in the same transaction, so the positions
+        belong to `generation` if it is still current after the scan.
+        """
+        cached = self._positions.get(keys.sale_id)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        positions = {}
+        async for label, position in self.client.hscan_iter(keys.spaces, count=2000):
+            positions[_text(label)] = int(position)
+        current = await self.client.hget(keys.meta, "generation")
+        if current is None or _text(current) != generation:
+            return None
+        self._positions[keys.sale_id] = (generation, positions)
+        return positions
+
     async def refresh(self, sale_id: int) -> None:
         """Read the changes since the last refresh; on failure, drop the view."""
         keys = SaleKeys.for_sale(sale_id)
@@ -245,7 +274,7 @@ class HeldViews:
                 sent_at = time.monotonic()
                 reply = await scripts.VIEW(
                     self.client,
-                    [keys.meta, keys.taken, keys.grants, keys.spaces, keys.counts],
+                    [keys.meta, keys.taken, keys.grants, keys.counts],
                     [
                         view.generation if view else "",
                         view.version if view else "",
@@ -257,10 +286,16 @@ class HeldViews:
                 self._failing = False
                 if reply[0] == b"not_armed":
                     self._views.pop(sale_id, None)
+                    self._positions.pop(sale_id, None)
                     return
                 if reply[0] == b"full" or view is None:
-                    self._views[sale_id] = SaleView(reply, sent_at, received_at)
-                    return
+                    positions = await self._positions_of(keys, _text(reply[6]))
+                    if positions is not None:
+                        self._views[sale_id] = SaleView(
+                            reply, positions, sent_at, received_at
+                        )
+                        return
+                    continue  # Armed again while the positions were read.
                 if not view.apply(reply, sent_at, received_at):
                     return
             logger.warning("held_view_behind", extra={"sale_id": sale_id})

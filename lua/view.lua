@@ -9,8 +9,7 @@
 --   KEYS[1]  meta hash: generation, version, state, opens_ms, closes_ms
 --   KEYS[2]  taken: availability bitmap, bit set = held
 --   KEYS[3]  grants stream: one entry per granted hold, with its buyer
---   KEYS[4]  spaces hash: label -> position in the bitmap
---   KEYS[5]  counts hash: registration number -> live holds
+--   KEYS[4]  counts hash: registration number -> live holds
 --   ARGV[1]  generation the worker has loaded, "" for none
 --   ARGV[2]  version the worker has loaded
 --   ARGV[3]  id of the last grant entry the worker has read
@@ -24,8 +23,10 @@
 --       the space and buyer of each grant after ARGV[3]; more is 1 when
 --       entries were left for the next call
 --   {"full", now_ms, version, state, bitmap, last_id, generation, opens_ms,
---    closes_ms, {label, position, ...}, {buyer with live holds, ...}}
---       when the generation differs from ARGV[1] (a new or re-armed sale)
+--    closes_ms, {buyer with live holds, ...}}
+--       when the generation differs from ARGV[1] (a new or re-armed sale).
+--       The spaces hash is not read here: for a large sale that would stall
+--       Redis, so the worker reads it with HSCAN, once per generation.
 
 local meta = redis.call('HMGET', KEYS[1],
     'generation', 'version', 'state', 'opens_ms', 'closes_ms')
@@ -48,14 +49,14 @@ if meta[1] ~= ARGV[1] then
         last_id = newest[1][1]
     end
     local holding = {}
-    local counts = redis.call('HGETALL', KEYS[5])
+    local counts = redis.call('HGETALL', KEYS[4])
     for i = 1, #counts, 2 do
         if tonumber(counts[i + 1]) > 0 then
             holding[#holding + 1] = counts[i]
         end
     end
     return {'full', now, version, meta[3], bitmap, last_id, meta[1], meta[4],
-        meta[5], redis.call('HGETALL', KEYS[4]), holding}
+        meta[5], holding}
 end
 
 local limit = tonumber(ARGV[4])
