@@ -90,7 +90,13 @@ async def _read_sale(pool: DbPool, sale_id: int) -> _Loaded:
 
 
 def _queue_writes(
-    pipe: Pipeline, keys: SaleKeys, sale: Sale, loaded: _Loaded, state: str, seq: int
+    pipe: Pipeline,
+    keys: SaleKeys,
+    sale: Sale,
+    loaded: _Loaded,
+    state: str,
+    generation: int,
+    seq: int,
 ) -> None:
     """Queue the commands that replace the sale's keys in one transaction."""
     counts: dict[str, int] = {}
@@ -104,7 +110,7 @@ def _queue_writes(
             "opens_ms": _milliseconds(sale.opens_at),
             "closes_ms": _milliseconds(sale.closes_at),
             "payment_ms": int(sale.payment_window.total_seconds() * 1000),
-            "generation": sale.generation + 1,
+            "generation": generation,
             "seq": seq,
             "version": 0,
         },
@@ -149,6 +155,27 @@ async def arm_sale(
     losing or doubling that hold. If arming fails, the sale's earlier state
     in Redis is restored.
     """
+    # One arming of a sale at a time: two at once (a double click, two
+    # managers) would both write the same new generation.
+    async with pool.acquire() as lock:
+        await lock.execute(
+            "SELECT pg_advisory_lock(hashtextextended($1, 0))", f"arm-{sale_id}"
+        )
+        try:
+            return await _arm_locked(pool, client, sale_id, force, drain)
+        finally:
+            await lock.execute(
+                "SELECT pg_advisory_unlock(hashtextextended($1, 0))", f"arm-{sale_id}"
+            )
+
+
+async def _arm_locked(
+    pool: DbPool,
+    client: aioredis.Redis,
+    sale_id: int,
+    force: bool,
+    drain: Callable[[int], Awaitable[object]] | None,
+) -> Sale:
     sale = await get_sale(pool, sale_id)
     keys = SaleKeys.for_sale(sale_id)
     now = dt.datetime.now(dt.UTC)
@@ -160,12 +187,15 @@ async def arm_sale(
             "open sale needs --force."
         )
 
-    previous = await client.hget(keys.meta, "state")
+    previous, redis_generation = await client.hmget(keys.meta, "state", "generation")
     state = "paused" if sale.state == "paused" else "armed"
+    # Above both stores' numbers: an arming that wrote Redis but failed
+    # before Postgres must not leave its number to be used again.
+    generation = max(sale.generation, int(redis_generation or 0)) + 1
     try:
         if previous is not None:
             await client.hset(keys.meta, "state", "paused")
-        await _load_into_redis(pool, client, sale, keys, state, drain)
+        await _load_into_redis(pool, client, sale, keys, state, generation, drain)
     except BaseException:
         if previous is not None:
             # Best effort: a failure here must not hide the original error.
@@ -181,13 +211,10 @@ async def arm_sale(
         """,
         sale_id,
         state,
-        sale.generation + 1,
+        generation,
     )
     assert updated is not None
-    logger.info(
-        "sale_armed",
-        extra={"sale_id": sale_id, "generation": sale.generation + 1},
-    )
+    logger.info("sale_armed", extra={"sale_id": sale_id, "generation": generation})
     return Sale.from_record(updated)
 
 
@@ -197,6 +224,7 @@ async def _load_into_redis(
     sale: Sale,
     keys: SaleKeys,
     state: str,
+    generation: int,
     drain: Callable[[int], Awaitable[object]] | None,
 ) -> None:
     async with client.pipeline(transaction=True) as pipe:
@@ -207,9 +235,8 @@ async def _load_into_redis(
             loaded = await _read_sale(pool, sale.id)
             old_seq = int(await pipe.hget(keys.meta, "seq") or 0)
             pipe.multi()  # type: ignore[no-untyped-call]
-            _queue_writes(
-                pipe, keys, sale, loaded, state, max(old_seq, loaded.last_seq)
-            )
+            seq = max(old_seq, loaded.last_seq)
+            _queue_writes(pipe, keys, sale, loaded, state, generation, seq)
             try:
                 await pipe.execute()
             except WatchError:

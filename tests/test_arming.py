@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -12,6 +13,7 @@ from app.errors import Conflict
 from app.keys import SaleKeys
 from app.persister import Persister
 from app.redis_store import RedisStore
+from app.sales import get_sale
 from app.settings import Settings
 from tests.support import make_sale, run
 
@@ -214,3 +216,44 @@ async def test_failed_rearm_restores_state(settings: Settings) -> None:
         await pool.close()
 
     assert state == b"armed"
+
+
+async def test_concurrent_arms_get_their_own_generations(settings: Settings) -> None:
+    setup = await make_sale(settings)
+    pool, client = await connect(settings)
+    try:
+        armed = await asyncio.gather(
+            *(
+                arming.arm_sale(pool, client, setup.sale.id, force=True)
+                for _ in range(3)
+            )
+        )
+        in_redis = await client.hget(
+            SaleKeys.for_sale(setup.sale.id).meta, "generation"
+        )
+        in_postgres = (await get_sale(pool, setup.sale.id)).generation
+    finally:
+        await client.aclose()
+        await pool.close()
+
+    assert sorted(sale.generation for sale in armed) == [2, 3, 4]
+    assert int(in_redis or 0) == in_postgres == 4
+
+
+async def test_arm_never_reuses_a_generation_left_in_redis(
+    settings: Settings,
+) -> None:
+    setup = await make_sale(settings)
+    pool, client = await connect(settings)
+    keys = SaleKeys.for_sale(setup.sale.id)
+    try:
+        # As after an arming that wrote Redis and then failed before Postgres.
+        await client.hset(keys.meta, "generation", 7)
+        armed = await arming.arm_sale(pool, client, setup.sale.id, force=True)
+        in_redis = await client.hget(keys.meta, "generation")
+    finally:
+        await client.aclose()
+        await pool.close()
+
+    assert armed.generation == 8
+    assert in_redis == b"8"
