@@ -68,6 +68,8 @@ class GrabService:
         self.postgres_timeout = postgres_timeout
         self.recorder = GrantRecorder(pool, flush_timeout=postgres_timeout * 2)
         self.outcomes: dict[str, int] = {}
+        # How many of those outcomes a worker's view decided.
+        self.decided_by_view = 0
         # Answers "taken" by the labels they name, built once each.
         self._taken_answers: dict[tuple[str, ...], GrabAnswer] = {}
 
@@ -94,10 +96,17 @@ class GrabService:
         if self.views is not None:
             view = self.views.current(sale_id)
             known = self.views.decide(view, registration_no, labels)
-            if known is not None:
-                return await self._answer_from_view(
-                    sale_id, registration_no, idempotency_key, labels, *known
+            if view is not None and known is not None:
+                answer = await self._answer_from_view(
+                    sale_id,
+                    registration_no,
+                    idempotency_key,
+                    labels,
+                    view.generation,
+                    *known,
                 )
+                if answer is not None:
+                    return answer
             ended = view.ended if view is not None else 0
         try:
             reply = await self.store.grab(
@@ -126,27 +135,31 @@ class GrabService:
         registration_no: str,
         idempotency_key: str,
         labels: list[str],
+        generation: str,
         outcome: str,
         limit: int,
-    ) -> GrabAnswer:
-        # Stored as the grab script would store it, for repeats of the key.
+    ) -> GrabAnswer | None:
+        """Store and return the view's outcome; None if the script must decide."""
         reply = [outcome] if outcome == "space_taken" else [outcome, str(limit)]
         try:
             earlier = await self.store.remember(
-                sale_id, registration_no, idempotency_key, reply
+                sale_id, registration_no, idempotency_key, generation, reply
             )
         except RedisError as exc:
             raise self._unavailable(sale_id, registration_no, exc) from None
-        if earlier is not None:
-            # A request with the same key reached Redis first: its answer.
-            self._count(earlier.outcome, "redis")
-            if earlier.outcome == "granted":
-                return await self._record(sale_id, registration_no, earlier)
-            return self._loss(earlier, labels)
-        self._count(outcome, "view")
-        if outcome == "space_taken":
-            return self._taken_answer(labels)
-        return self._loss(GrabReply(outcome, limit=limit), labels)
+        if earlier is None:
+            self._count(outcome, "view")
+            self.decided_by_view += 1
+            if outcome == "space_taken":
+                return self._taken_answer(labels)
+            return self._loss(GrabReply(outcome, limit=limit), labels)
+        if earlier.outcome == "ask":
+            return None  # Armed again, paused, closed or outside the window.
+        # A request with the same key reached Redis first: its answer.
+        self._count(earlier.outcome, "redis")
+        if earlier.outcome == "granted":
+            return await self._record(sale_id, registration_no, earlier)
+        return self._loss(earlier, labels)
 
     def _unavailable(
         self, sale_id: int, registration_no: str, exc: RedisError

@@ -24,7 +24,10 @@ any hold of the sale ends. Any other click goes to the grab script.
 
 A re-armed sale has a new generation, and a view of an earlier generation
 is dropped, never patched. The caller stores the outcome under the click's
-Idempotency-Key (`RedisStore.remember`), so repeats get the same outcome.
+Idempotency-Key with lua/remember.lua (`RedisStore.remember`), which first
+checks that the sale is still armed in the view's generation and open on
+Redis's clock, so a pause, a close or a re-arm takes effect at once; only a
+release can go unseen, for at most `max_age`.
 """
 
 from __future__ import annotations

@@ -113,26 +113,34 @@ class RedisStore:
         sale_id: int,
         registration_no: str,
         idempotency_key: str,
+        generation: str,
         reply: list[str],
     ) -> GrabReply | None:
-        """Store `reply` as the first answer to this key, unless one is stored.
+        """Store an outcome decided without the grab script (lua/remember.lua).
 
-        For answers given without the grab script, so that a repeat of the
-        request gets the same answer from the script. `reply` is in the
-        script's own form, for example ["space_taken"]. Returns None when
-        `reply` was stored, or the answer stored earlier (a request with
-        the same key that reached Redis first), which must be given instead.
-        Needs Redis 7.0 or later (SET with both NX and GET).
+        `reply` is in the grab script's own form, for example
+        ["space_taken"], and is stored as the key's first answer when the
+        sale is still armed in `generation` and open. Returns None when it
+        was stored, the reply stored earlier for the key (a request with the
+        same key reached Redis first), or the outcome "ask" when the grab
+        script must decide after all.
         """
-        key = SaleKeys.for_sale(sale_id).idempotency(registration_no, idempotency_key)
-        value, ttl = orjson.dumps(reply), self.idempotency_ttl_seconds
+        keys = SaleKeys.for_sale(sale_id)
+        key_names = [keys.meta, keys.idempotency(registration_no, idempotency_key)]
+        args: list[str | int] = [
+            generation,
+            orjson.dumps(reply).decode(),
+            self.idempotency_ttl_seconds,
+        ]
         if self.hot is not None:
-            earlier = await self.hot.execute("SET", key, value, "EX", ttl, "NX", "GET")
+            result = await scripts.REMEMBER.call_pipelined(self.hot, key_names, args)
         else:
-            earlier = await self.client.set(key, value, ex=ttl, nx=True, get=True)
-        if earlier is None:
+            result = await scripts.REMEMBER(self.client, key_names, args)
+        if result[0] == b"stored":
             return None
-        return GrabReply.from_script([b"replay", earlier])
+        if result[0] == b"ask":
+            return GrabReply("ask")
+        return GrabReply.from_script(result)
 
     async def release(
         self, sale_id: int, label: str, hold_id: str, registration_no: str

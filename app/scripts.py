@@ -54,7 +54,8 @@ RELEASE = Script("release")
 SNAPSHOT = Script("snapshot")
 SET_STATE = Script("set_state")
 VIEW = Script("view")
-ALL = (GRAB, RELEASE, SNAPSHOT, SET_STATE, VIEW)
+REMEMBER = Script("remember")
+ALL = (GRAB, RELEASE, SNAPSHOT, SET_STATE, VIEW, REMEMBER)
 
 
 async def load_all(client: aioredis.Redis) -> None:

@@ -113,6 +113,7 @@ def test_view_answers_taken_only_for_a_buyer_redis_has_seen(
             assert worker.would_decide(setup, 1, ["A-001", "Z-9"]) is None
             assert worker.would_decide(setup, 2, ["A-001"]) is None
             assert worker.service.outcomes == {"granted": 1, "space_taken": 2}
+            assert worker.service.decided_by_view == 1
 
     run(scenario())
 
@@ -323,5 +324,44 @@ def test_repeats_get_the_first_answer_whoever_gave_it(settings: Settings) -> Non
             assert first.body["error"] == "limit_reached"
             assert repeat.replayed
             assert repeat.body == {**first.body, "replayed": True}
+
+    run(scenario())
+
+
+def test_pause_close_and_rearm_take_effect_at_once(settings: Settings) -> None:
+    setup = run(make_sale(settings, spaces=1, buyers=2))
+
+    async def scenario() -> None:
+        # A view that would stay usable for 30 s: only Redis's checks stop it.
+        async with workers(settings, max_age=30.0) as ([worker], store):
+            await worker.fresh(setup)
+            await worker.click(setup, 0, ["A-001"])
+            await worker.click(setup, 1, ["A-001"])
+            await worker.fresh(setup)
+            assert worker.would_decide(setup, 1, ["A-001"]) == ("space_taken", 0)
+
+            await store.set_state(setup.sale.id, "paused")
+            paused = await worker.click(setup, 1, ["A-001"], key="during-pause")
+            assert paused.body["error"] == "sale_paused"
+
+            await store.set_state(setup.sale.id, "armed")
+            resumed = await worker.click(setup, 1, ["A-001"], key="during-pause")
+            # The pause was not stored under the key, so the click is decided
+            # afresh, here by the view again.
+            assert resumed.body["error"] == "space_taken"
+            assert not resumed.replayed
+            assert worker.service.decided_by_view == 1
+
+            async with stores(settings) as (pool, _):
+                await arming.arm_sale(pool, store.client, setup.sale.id, force=True)
+            rearmed = await worker.click(setup, 1, ["A-001"])
+            assert rearmed.body["error"] == "space_taken"
+            # The view still has the earlier generation, so the grab script
+            # decided.
+            assert worker.service.decided_by_view == 1
+
+            await store.set_state(setup.sale.id, "closed")
+            closed = await worker.click(setup, 1, ["A-001"])
+            assert closed.body["error"] == "sale_closed"
 
     run(scenario())
