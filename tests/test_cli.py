@@ -255,17 +255,29 @@ def test_serve_two_workers_sums_metrics(settings: Settings) -> None:
         for _ in range(20):
             httpx.get(f"{url}/livez")
 
-        scraped = httpx.get(f"{url}/metrics")
+        # Each worker hands its counts to the shared files once a second,
+        # so a scrape may lag the other worker by that much.
+        deadline = time.monotonic() + 10
+        while True:
+            scraped = httpx.get(f"{url}/metrics")
+            assert scraped.status_code == 200
+            count = next(
+                (
+                    line
+                    for line in scraped.text.splitlines()
+                    if line.startswith(
+                        'parking_request_duration_seconds_count{endpoint="live"}'
+                    )
+                ),
+                "absent 0",
+            )
+            if float(count.split()[-1]) >= 20 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     finally:
         process.terminate()
         process.wait(timeout=60)
 
-    assert scraped.status_code == 200
-    count = next(
-        line
-        for line in scraped.text.splitlines()
-        if line.startswith('parking_request_duration_seconds_count{endpoint="live"}')
-    )
     assert float(count.split()[-1]) >= 20
 
 
