@@ -11,9 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app import waiting_list
+from app import management, waiting_list
 from app.api_buyer import json_response
 from app.api_staff import optional_text
+from app.errors import Conflict
 from app.inputs import path_int, read_json_object
 from app.services import services
 
@@ -23,6 +24,14 @@ async def join(request: Request) -> Response:
     sale_id = path_int(request, "sale")
     session = svc.buyer_sessions.read(request, sale_id)
     data = await read_json_object(request, svc.settings.max_body_bytes)
+    policy = await management.sale_policy(svc.pool, sale_id)
+    if policy.get("released_to") != "waiting_list":
+        # Joining would never lead to an offer. Staff can still add people
+        # before they switch the sale to its waiting list.
+        raise Conflict(
+            f"Sale {sale_id} offers released spaces to everyone, not through a "
+            "waiting list; watch the availability for spaces that come free."
+        )
     entry = await waiting_list.join(
         svc.pool,
         sale_id,

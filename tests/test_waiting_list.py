@@ -172,9 +172,17 @@ def test_buyer_joins_and_sees_place(http: httpx.Client, settings: Settings) -> N
     setup = run(make_sale(settings, spaces=2, buyers=3))
     sale_id = setup.sale.id
 
+    manager = run(add_member(settings, "manager"))
+
     async def prepare() -> None:
         async with stores(settings) as (pool, store):
             await grab_spaces(pool, store, setup, 1)
+
+    async def use_waiting_list() -> None:
+        async with stores(settings) as (pool, _):
+            await management.update_policy(
+                pool, manager, sale_id, management.SalePolicy("waiting_list", 24)
+            )
 
     run(prepare())
     sessions = []
@@ -188,6 +196,9 @@ def test_buyer_joins_and_sees_place(http: httpx.Client, settings: Settings) -> N
         )
         sessions.append({"Authorization": f"Bearer {response.json()['token']}"})
     path = f"/api/sales/{sale_id}/waiting-list"
+    # Released spaces go to everyone until the manager switches the policy.
+    market = http.post(path, json={"zone": "A"}, headers=sessions[1])
+    run(use_waiting_list())
 
     holder = http.post(path, json={"zone": "A"}, headers=sessions[0])
     first = http.post(path, json={"zone": "A"}, headers=sessions[1])
@@ -198,6 +209,8 @@ def test_buyer_joins_and_sees_place(http: httpx.Client, settings: Settings) -> N
 
     assert holder.status_code == 409
     assert "already holds a space" in holder.json()["message"]
+    assert market.status_code == 409
+    assert "not through a waiting list" in market.json()["message"]
     assert first.status_code == 201
     assert first.json()["position"] == 1
     assert second.json()["position"] == 2
