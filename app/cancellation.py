@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from redis.exceptions import RedisError
 
 from app import audit
@@ -27,6 +28,7 @@ from app.waiting_list import lapse_offers
 logger = logging.getLogger(__name__)
 
 CANCELLABLE = ("held", "paid")
+POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def _changed_message(hold: LockedHold, expected_status: str) -> str:
@@ -99,13 +101,13 @@ async def cancel_hold(
             after={**cancelled.audit_state(), "reason": reason},
         )
 
-    for ended in await ended_holds(pool, [hold.id]):
-        try:
+    try:
+        for ended in await ended_holds(pool, [hold.id]):
             await free_space(pool, store, ended)
-        except RedisError as exc:
-            # The cancellation is committed, and the expirer's sweep frees the space.
-            logger.warning(
-                "space_not_freed",
-                extra={"hold": hold.id, "sale_id": hold.sale_id, "error": repr(exc)},
-            )
+    except (RedisError, *POSTGRES_ERRORS) as exc:
+        # The cancellation is committed, and the expirer's sweep frees the space.
+        logger.warning(
+            "space_not_freed",
+            extra={"hold": hold.id, "sale_id": hold.sale_id, "error": repr(exc)},
+        )
     return cancelled

@@ -63,3 +63,49 @@ def test_cancel_commits_when_redis_fails(settings: Settings) -> None:
             assert report.differences == []
 
     run(scenario())
+
+
+class FailingReads:
+    """A pool whose transactions work but whose later reads fail."""
+
+    def __init__(self, pool: object) -> None:
+        self.pool = pool
+
+    def acquire(self) -> object:
+        return self.pool.acquire()  # type: ignore[attr-defined]
+
+    async def fetch(self, *args: object) -> object:
+        raise OSError("connection reset")
+
+    async def fetchrow(self, *args: object) -> object:
+        raise OSError("connection reset")
+
+
+def test_cancel_commits_when_postgres_fails_after(settings: Settings) -> None:
+    setup = run(make_sale(settings, spaces=1, buyers=1))
+    manager = run(add_member(settings, "manager"))
+    holders = SaleKeys.for_sale(setup.sale.id).holders
+
+    async def scenario() -> None:
+        async with stores(settings) as (pool, store):
+            holds = await grab_spaces(pool, store, setup, 1)
+
+            cancelled = await cancel_hold(
+                FailingReads(pool),  # type: ignore[arg-type]
+                store,
+                holds[0],
+                "typo",
+                manager,
+            )
+
+            assert cancelled.status == "cancelled"
+            status = await pool.fetchval(
+                "SELECT status FROM holds WHERE id = $1", holds[0]
+            )
+            assert status == "cancelled"
+            # Redis still gives the space to the hold until the sweep runs.
+            assert await store.client.hget(holders, "A-001") == holds[0].encode()
+            await sweep_armed_sales(pool, store)
+            assert await store.client.hget(holders, "A-001") is None
+
+    run(scenario())
