@@ -1,10 +1,13 @@
 """Staff accounts: creating them, checking passwords, slowing down guessing.
 
 Passwords are hashed with Argon2id (`passwords.staff_password_hasher`).
-Failed logins are counted in Redis per account and per client address for
-`FAILURE_WINDOW_SECONDS`; past the limit a login is rejected with 429 before
-the password is checked. Counting fails open when Redis is down, because
-the password hash still protects the account.
+Failed logins are counted in Redis for `FAILURE_WINDOW_SECONDS`, per account
+and client address, per address, and per account with a much higher limit;
+past a limit a login is rejected with 429 before the password is checked.
+Someone guessing from one address therefore cannot lock a cashier out on
+another machine, while guessing spread over many addresses still meets the
+per-account limit. Counting fails open when Redis is down, because the
+password hash still protects the account.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ ROLES = ("cashier", "manager")
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,31}")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 200
-MAX_FAILURES_PER_ACCOUNT = 5
+MAX_FAILURES_PER_ACCOUNT_AND_ADDRESS = 5
 MAX_FAILURES_PER_ADDRESS = 20
+MAX_FAILURES_PER_ACCOUNT = 100
 FAILURE_WINDOW_SECONDS = 900
 
 
@@ -131,32 +135,39 @@ class LoginThrottle:
         self.client = client
 
     @staticmethod
-    def _keys(username: str, address: str) -> tuple[str, str]:
+    def _keys(username: str, address: str) -> tuple[str, str, str]:
+        prefix = "parking:staff-login-failures"
         return (
-            f"parking:staff-login-failures:user:{username}",
-            f"parking:staff-login-failures:addr:{address}",
+            f"{prefix}:user-addr:{username}:{address}",
+            f"{prefix}:addr:{address}",
+            f"{prefix}:user:{username}",
         )
 
     async def check(self, username: str, address: str) -> None:
-        """Raise `TooManyRequests` when either counter is at its limit."""
-        user_key, address_key = self._keys(username, address)
+        """Raise `TooManyRequests` when any counter is at its limit."""
+        pair_key, address_key, user_key = self._keys(username, address)
         try:
-            user_failures, address_failures = await self.client.mget(
-                user_key, address_key
-            )
-            retry = max(await self.client.ttl(user_key), 1)
+            counts = await self.client.mget(pair_key, address_key, user_key)
+            retry = max(await self.client.ttl(pair_key), 1)
         except RedisError as exc:
             logger.warning("login_throttle_unavailable", extra={"error": repr(exc)})
             return
-        if int(user_failures or 0) >= MAX_FAILURES_PER_ACCOUNT:
+        pair, per_address, per_user = (int(count or 0) for count in counts)
+        if pair >= MAX_FAILURES_PER_ACCOUNT_AND_ADDRESS:
             raise TooManyRequests(
-                f"Too many wrong passwords for {username!r}; wait "
-                f"{retry} s or ask a manager.",
+                f"Too many wrong passwords for {username!r} from this address; "
+                f"wait {retry} s or ask a manager.",
                 retry_after=retry,
             )
-        if int(address_failures or 0) >= MAX_FAILURES_PER_ADDRESS:
+        if per_address >= MAX_FAILURES_PER_ADDRESS:
             raise TooManyRequests(
                 "Too many failed logins from this address; wait 15 minutes.",
+                retry_after=FAILURE_WINDOW_SECONDS,
+            )
+        if per_user >= MAX_FAILURES_PER_ACCOUNT:
+            raise TooManyRequests(
+                f"Too many wrong passwords for {username!r}; wait 15 minutes or "
+                "ask a manager.",
                 retry_after=FAILURE_WINDOW_SECONDS,
             )
 
@@ -170,9 +181,9 @@ class LoginThrottle:
         except RedisError as exc:
             logger.warning("login_failure_not_counted", extra={"error": repr(exc)})
 
-    async def clear_account(self, username: str) -> None:
+    async def clear_account(self, username: str, address: str) -> None:
         try:
-            await self.client.delete(self._keys(username, "")[0])
+            await self.client.delete(self._keys(username, address)[0])
         except RedisError as exc:
             logger.warning("login_failures_not_cleared", extra={"error": repr(exc)})
 
@@ -204,7 +215,7 @@ async def authenticate(
         await throttle.count_failure(username, address)
         logger.info("staff_login_failed", extra={"username": username})
         raise Unauthorized("The username or the password is wrong.")
-    await throttle.clear_account(username)
+    await throttle.clear_account(username, address)
     return _member(row)
 
 

@@ -66,7 +66,7 @@ def test_login_missing_field_named(http: httpx.Client) -> None:
 
 def test_login_throttled_after_failures(http: httpx.Client, settings: Settings) -> None:
     member = run(add_member(settings, "manager"))
-    for _ in range(staff.MAX_FAILURES_PER_ACCOUNT):
+    for _ in range(staff.MAX_FAILURES_PER_ACCOUNT_AND_ADDRESS):
         wrong = http.post(
             "/api/staff/session",
             json={"username": member.username, "password": "wrong password"},
@@ -155,3 +155,21 @@ def test_throttle_fails_open_without_redis() -> None:
             await dead.aclose()
 
     run(attempt())
+
+
+def test_stranger_cannot_lock_staff_out(http: httpx.Client, settings: Settings) -> None:
+    member = run(add_member(settings, "cashier"))
+    wrong = {"username": member.username, "password": "wrong password"}
+    right = {"username": member.username, "password": PASSWORD}
+    elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=str(http.base_url), transport=elsewhere) as stranger:
+        limit = staff.MAX_FAILURES_PER_ACCOUNT_AND_ADDRESS
+        tries = [
+            stranger.post("/api/staff/session", json=wrong).status_code
+            for _ in range(limit + 1)
+        ]
+
+    response = http.post("/api/staff/session", json=right)
+
+    assert tries == [401] * limit + [429]
+    assert response.status_code == 201
