@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from app import errors, metrics
 from app.catalog import Catalog, SaleView
-from app.held_view import HeldViews
+from app.held_view import HeldView, HeldViews
 from app.holds import Grant
 from app.ratelimit import TokenBuckets
 from app.recorder import GrantRecorder
@@ -98,12 +98,7 @@ class GrabService:
             known = self.views.decide(view, registration_no, labels)
             if view is not None and known is not None:
                 answer = await self._answer_from_view(
-                    sale_id,
-                    registration_no,
-                    idempotency_key,
-                    labels,
-                    view.generation,
-                    *known,
+                    sale_id, registration_no, idempotency_key, labels, view, known
                 )
                 if answer is not None:
                     return answer
@@ -135,27 +130,32 @@ class GrabService:
         registration_no: str,
         idempotency_key: str,
         labels: list[str],
-        generation: str,
-        outcome: str,
-        limit: int,
+        view: HeldView,
+        outcome: tuple[str, int],
     ) -> GrabAnswer | None:
         """Store and return the view's outcome; None if the script must decide."""
-        reply = [outcome] if outcome == "space_taken" else [outcome, str(limit)]
+        positions = [view.positions[label] for label in labels]
         try:
             earlier = await self.store.remember(
-                sale_id, registration_no, idempotency_key, generation, reply
+                sale_id,
+                registration_no,
+                idempotency_key,
+                view.generation,
+                outcome,
+                positions,
             )
         except RedisError as exc:
             raise self._unavailable(sale_id, registration_no, exc) from None
+        name, limit = outcome
         if earlier is None:
-            self._count(outcome, "view")
+            self._count(name, "view")
             self.decided_by_view += 1
-            if outcome == "space_taken":
+            if name == "space_taken":
                 return self._taken_answer(labels)
-            return self._loss(GrabReply(outcome, limit=limit), labels)
+            return self._loss(GrabReply(name, limit=limit), labels)
         if earlier.outcome == "ask":
-            return None  # Armed again, paused, closed or outside the window.
-        # A request with the same key reached Redis first: its answer.
+            return None  # The sale or the spaces changed since the view was read.
+        # A request with the same key was decided first: its answer.
         self._count(earlier.outcome, "redis")
         if earlier.outcome == "granted":
             return await self._record(sale_id, registration_no, earlier)

@@ -1,21 +1,21 @@
 """Each worker's recent view of the spaces held in a sale.
 
 Once a launch sells out, nearly every click names spaces that are already
-held. A worker that saw, less than `max_age` ago, that every space of a click
-was held by other buyers can decide the click's outcome without running the
-grab script. Redis and the grab script still decide every grant.
+held. A worker whose view shows every space of a click held by other buyers
+decides the click's outcome itself, and lua/remember.lua stores it under
+the click's Idempotency-Key only after checking in Redis that the grab
+script would decide the same now (`RedisStore.remember`); otherwise the grab
+script runs. Redis and the grab script still decide every grant, and a
+release, a pause, a close or a re-arm takes effect at once.
 
-The view decides a click only when all of these are true, so that its
-outcome is the one the grab script would have returned when the view was
-read:
+The view proposes an outcome only when all of these are true:
 
-- the view was read less than `max_age` ago (100 ms by default), so a
-  released space can be grabbed again that soon after its release;
+- it was read less than `max_age` ago (100 ms by default), so that few
+  proposals are turned down;
 - the sale is open on Redis's clock, with the whole round trip of the read
   taken as uncertainty at both edges;
 - the grab script has found the buyer registered in this generation;
-- every requested label exists and is held by another buyer, so the click
-  cannot be a repeat of the buyer's own winning click.
+- every requested label exists and is held by another buyer.
 
 Then a buyer who holds no space, and held none since the view was loaded,
 gets "space_taken". A buyer whom the grab script rejected with
@@ -23,11 +23,7 @@ gets "space_taken". A buyer whom the grab script rejected with
 any hold of the sale ends. Any other click goes to the grab script.
 
 A re-armed sale has a new generation, and a view of an earlier generation
-is dropped, never patched. The caller stores the outcome under the click's
-Idempotency-Key with lua/remember.lua (`RedisStore.remember`), which first
-checks that the sale is still armed in the view's generation and open on
-Redis's clock, so a pause, a close or a re-arm takes effect at once; only a
-release can go unseen, for at most `max_age`.
+is dropped, never patched.
 """
 
 from __future__ import annotations
@@ -61,7 +57,7 @@ def _set_bits(bitmap: bytes) -> int:
     return int.from_bytes(bitmap, "big").bit_count()
 
 
-class SaleView:
+class HeldView:
     """One generation of one sale, as last read from Redis."""
 
     __slots__ = (
@@ -166,7 +162,7 @@ class HeldViews:
     def __init__(self, client: aioredis.Redis, max_age_seconds: float = 0.1) -> None:
         self.client = client
         self.max_age = max_age_seconds
-        self._views: dict[int, SaleView] = {}
+        self._views: dict[int, HeldView] = {}
         # Each sale's generation and its label positions, read once per
         # generation: they change only when the sale is armed again.
         self._positions: dict[int, tuple[str, dict[str, int]]] = {}
@@ -175,7 +171,7 @@ class HeldViews:
         self._tasks: set[asyncio.Task[None]] = set()
         self._failing = False
 
-    def current(self, sale_id: int) -> SaleView | None:
+    def current(self, sale_id: int) -> HeldView | None:
         """Return the sale's view, starting a refresh when it is half its age."""
         view = self._views.get(sale_id)
         now = time.monotonic()
@@ -191,7 +187,7 @@ class HeldViews:
         return view
 
     def decide(
-        self, view: SaleView | None, buyer: str, labels: list[str]
+        self, view: HeldView | None, buyer: str, labels: list[str]
     ) -> tuple[str, int] | None:
         """Return the grab script's outcome for this click, or None to run it.
 
@@ -224,7 +220,7 @@ class HeldViews:
     def record(
         self,
         sale_id: int,
-        view: SaleView | None,
+        view: HeldView | None,
         ended: int,
         buyer: str,
         outcome: str,
@@ -294,7 +290,7 @@ class HeldViews:
                 if reply[0] == b"full" or view is None:
                     positions = await self._positions_of(keys, _text(reply[6]))
                     if positions is not None:
-                        self._views[sale_id] = SaleView(
+                        self._views[sale_id] = HeldView(
                             reply, positions, sent_at, received_at
                         )
                         return

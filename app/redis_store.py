@@ -114,23 +114,34 @@ class RedisStore:
         registration_no: str,
         idempotency_key: str,
         generation: str,
-        reply: list[str],
+        outcome: tuple[str, int],
+        positions: list[int],
     ) -> GrabReply | None:
         """Store an outcome decided without the grab script (lua/remember.lua).
 
-        `reply` is in the grab script's own form, for example
-        ["space_taken"], and is stored as the key's first answer when the
-        sale is still armed in `generation` and open. Returns None when it
-        was stored, the reply stored earlier for the key (a request with the
-        same key reached Redis first), or the outcome "ask" when the grab
-        script must decide after all.
+        `outcome` is ("space_taken", 0) or ("limit_reached", limit), and
+        `positions` are the bitmap positions of the requested spaces. It is
+        stored as the key's first answer when the grab script would return
+        the same now. Returns None when it was stored, the reply stored
+        earlier for the key (a request with the same key was decided
+        first), or the outcome "ask" when the grab script must decide.
         """
+        name, limit = outcome
+        reply = [name] if limit == 0 else [name, str(limit)]
         keys = SaleKeys.for_sale(sale_id)
-        key_names = [keys.meta, keys.idempotency(registration_no, idempotency_key)]
+        key_names = [
+            keys.meta,
+            keys.taken,
+            keys.counts,
+            keys.idempotency(registration_no, idempotency_key),
+        ]
         args: list[str | int] = [
             generation,
             orjson.dumps(reply).decode(),
             self.idempotency_ttl_seconds,
+            registration_no,
+            limit,
+            *(positions if limit == 0 else ()),
         ]
         if self.hot is not None:
             result = await scripts.REMEMBER.call_pipelined(self.hot, key_names, args)
