@@ -2,9 +2,9 @@
 
 Once a launch sells out, nearly every click names spaces that are already
 held. A worker whose view shows every space of a click held by other buyers
-decides the click's outcome itself, and lua/remember.lua stores it under
-the click's Idempotency-Key only after checking in Redis that the grab
-script would decide the same now (`RedisStore.remember`); otherwise the grab
+proposes the click's outcome itself. lua/remember.lua stores it under the
+click's Idempotency-Key only after checking in Redis that the grab script
+would decide the same now (`RedisStore.remember`). Otherwise the grab
 script runs. Redis and the grab script still decide every grant, and a
 release, a pause, a close or a re-arm takes effect at once.
 

@@ -153,7 +153,7 @@ class PipelinedRedis:
             if protocol.transport is not None:
                 protocol.transport.close()
             raise RedisTimeoutError(
-                f"Redis did not answer {command[0]} within {self.timeout_seconds} s"
+                f"Redis did not respond to {command[0]} within {self.timeout_seconds} s"
             ) from None
 
     def _expire(self) -> None:
