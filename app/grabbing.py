@@ -2,9 +2,6 @@
 
 Only Redis decides, and it fails closed: if Redis fails, nothing is granted
 and the 503 response asks the client to retry with the same idempotency key.
-A click on spaces that the worker's view (`app.held_view`) shows held by
-other buyers is rejected without the script, and its outcome is stored under
-the idempotency key as the script would store it.
 Recording a win waits at most `postgres_timeout_seconds` for Postgres. A win
 recorded in time gets 201; otherwise it gets 202 "pending" and the persister
 records it from the grant stream.
@@ -23,7 +20,6 @@ from redis.exceptions import RedisError
 
 from app import errors, metrics
 from app.catalog import Catalog, SaleView
-from app.held_view import HeldView, HeldViews
 from app.holds import Grant
 from app.ratelimit import TokenBuckets
 from app.recorder import GrantRecorder
@@ -57,21 +53,14 @@ class GrabService:
         catalog: Catalog,
         limiter: TokenBuckets,
         postgres_timeout: float,
-        views: HeldViews | None = None,
     ) -> None:
         self.store = store
-        # None sends every click to Redis.
-        self.views = views
         self.pool = pool
         self.catalog = catalog
         self.limiter = limiter
         self.postgres_timeout = postgres_timeout
         self.recorder = GrantRecorder(pool, flush_timeout=postgres_timeout * 2)
         self.outcomes: dict[str, int] = {}
-        # How many of those outcomes a worker's view decided.
-        self.decided_by_view = 0
-        # Answers "taken" by the labels they name, built once each.
-        self._taken_answers: dict[tuple[str, ...], GrabAnswer] = {}
 
     async def grab(
         self,
@@ -87,84 +76,26 @@ class GrabService:
         """
         if not self.limiter.allow((sale_id, registration_no)):
             retry = self.limiter.retry_after((sale_id, registration_no))
-            self._count("too_many_requests", "worker")
+            self._count("too_many_requests")
             raise errors.TooManyRequests(
                 f"Too many requests; wait {retry:.1f} s before trying again.",
                 retry_after=round(retry, 2),
             )
-        view, ended = None, 0
-        if self.views is not None:
-            view = self.views.current(sale_id)
-            known = self.views.decide(view, registration_no, labels)
-            if view is not None and known is not None:
-                answer = await self._answer_from_view(
-                    sale_id, registration_no, idempotency_key, labels, view, known
-                )
-                if answer is not None:
-                    return answer
-            ended = view.ended if view is not None else 0
         try:
             reply = await self.store.grab(
                 sale_id, registration_no, idempotency_key, labels
             )
         except RedisError as exc:
             raise self._unavailable(sale_id, registration_no, exc) from None
-        self._count(reply.outcome, "redis")
-        if self.views is not None and not reply.replayed:
-            self.views.record(
-                sale_id,
-                view,
-                ended,
-                registration_no,
-                reply.outcome,
-                reply.label,
-                reply.limit,
-            )
+        self._count(reply.outcome)
         if reply.outcome != "granted":
             return self._loss(reply, labels)
         return await self._record(sale_id, registration_no, reply)
 
-    async def _answer_from_view(
-        self,
-        sale_id: int,
-        registration_no: str,
-        idempotency_key: str,
-        labels: list[str],
-        view: HeldView,
-        outcome: tuple[str, int],
-    ) -> GrabAnswer | None:
-        """Store and return the view's outcome; None if the script must decide."""
-        positions = [view.positions[label] for label in labels]
-        try:
-            earlier = await self.store.remember(
-                sale_id,
-                registration_no,
-                idempotency_key,
-                view.generation,
-                outcome,
-                positions,
-            )
-        except RedisError as exc:
-            raise self._unavailable(sale_id, registration_no, exc) from None
-        name, limit = outcome
-        if earlier is None:
-            self._count(name, "view")
-            self.decided_by_view += 1
-            if name == "space_taken":
-                return self._taken_answer(labels)
-            return self._loss(GrabReply(name, limit=limit), labels)
-        if earlier.outcome == "ask":
-            return None  # The sale or the spaces changed since the view was read.
-        # A request with the same key was decided first: its answer.
-        self._count(earlier.outcome, "redis")
-        if earlier.outcome == "granted":
-            return await self._record(sale_id, registration_no, earlier)
-        return self._loss(earlier, labels)
-
     def _unavailable(
         self, sale_id: int, registration_no: str, exc: RedisError
     ) -> errors.ServiceUnavailable:
-        self._count("redis_error", "redis")
+        self._count("redis_error")
         metrics.count_store_error("redis", "grab")
         logger.error(
             "grab_redis_failed",
@@ -175,9 +106,9 @@ class GrabService:
             "Idempotency-Key, which never grants twice."
         )
 
-    def _count(self, outcome: str, answered_by: str) -> None:
+    def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        metrics.count_grab(outcome, answered_by)
+        metrics.count_grab(outcome)
 
     async def _record(
         self, sale_id: int, registration_no: str, reply: GrabReply
@@ -249,15 +180,6 @@ class GrabService:
             return cls._taken(labels, reply.replayed)
         error = cls._loss_error(reply, labels)
         return GrabAnswer(error.status, error.body(), reply.replayed)
-
-    def _taken_answer(self, labels: list[str]) -> GrabAnswer:
-        key = tuple(labels)
-        answer = self._taken_answers.get(key)
-        if answer is None:
-            if len(self._taken_answers) >= 10_000:
-                self._taken_answers.clear()
-            answer = self._taken_answers[key] = self._taken(labels, replayed=False)
-        return answer
 
     @staticmethod
     def _taken(labels: list[str], replayed: bool) -> GrabAnswer:

@@ -22,10 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 GRAB_OUTCOMES = Counter(
     "parking_grab_outcomes_total",
-    "Grab requests by outcome (granted, space_taken, limit_reached, ...) and "
-    "by what answered: redis (the grab script), view (the worker's view of "
-    "held spaces) or worker (the rate limit).",
-    ["outcome", "answered_by"],
+    "Grab requests by outcome (granted, space_taken, limit_reached, ...).",
+    ["outcome"],
 )
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 REQUEST_SECONDS = Histogram(
@@ -60,15 +58,14 @@ class _Switch:
 switch = _Switch()
 # Counts since the last flush: outcomes, and per endpoint the number of
 # requests in each latency bucket (the last one is +Inf) and their sum.
-_outcomes: dict[tuple[str, str], int] = {}
+_outcomes: dict[str, int] = {}
 _latencies: dict[str, list[int]] = {}
 _latency_sums: dict[str, float] = {}
 
 
-def count_grab(outcome: str, answered_by: str) -> None:
+def count_grab(outcome: str) -> None:
     if switch.enabled:
-        key = (outcome, answered_by)
-        _outcomes[key] = _outcomes.get(key, 0) + 1
+        _outcomes[outcome] = _outcomes.get(outcome, 0) + 1
 
 
 def observe_request(endpoint: str, seconds: float) -> None:
@@ -84,8 +81,8 @@ def observe_request(endpoint: str, seconds: float) -> None:
 
 def flush() -> None:
     """Add the counts gathered since the last call to the Prometheus metrics."""
-    for (outcome, answered_by), count in _outcomes.items():
-        GRAB_OUTCOMES.labels(outcome, answered_by).inc(count)
+    for outcome, count in _outcomes.items():
+        GRAB_OUTCOMES.labels(outcome).inc(count)
     _outcomes.clear()
     for endpoint, counts in _latencies.items():
         child = REQUEST_SECONDS.labels(endpoint)

@@ -108,51 +108,6 @@ class RedisStore:
             reply = await scripts.GRAB(self.client, key_names, args)
         return GrabReply.from_script(reply)
 
-    async def remember(
-        self,
-        sale_id: int,
-        registration_no: str,
-        idempotency_key: str,
-        generation: str,
-        outcome: tuple[str, int],
-        positions: list[int],
-    ) -> GrabReply | None:
-        """Store an outcome decided without the grab script (lua/remember.lua).
-
-        `outcome` is ("space_taken", 0) or ("limit_reached", limit), and
-        `positions` are the bitmap positions of the requested spaces. It is
-        stored as the key's first answer when the grab script would return
-        the same now. Returns None when it was stored, the reply stored
-        earlier for the key (a request with the same key was decided
-        first), or the outcome "ask" when the grab script must decide.
-        """
-        name, limit = outcome
-        reply = [name] if limit == 0 else [name, str(limit)]
-        keys = SaleKeys.for_sale(sale_id)
-        key_names = [
-            keys.meta,
-            keys.taken,
-            keys.counts,
-            keys.idempotency(registration_no, idempotency_key),
-        ]
-        args: list[str | int] = [
-            generation,
-            orjson.dumps(reply).decode(),
-            self.idempotency_ttl_seconds,
-            registration_no,
-            limit,
-            *(positions if limit == 0 else ()),
-        ]
-        if self.hot is not None:
-            result = await scripts.REMEMBER.call_pipelined(self.hot, key_names, args)
-        else:
-            result = await scripts.REMEMBER(self.client, key_names, args)
-        if result[0] == b"stored":
-            return None
-        if result[0] == b"ask":
-            return GrabReply("ask")
-        return GrabReply.from_script(result)
-
     async def release(
         self, sale_id: int, label: str, hold_id: str, registration_no: str
     ) -> bool:

@@ -53,9 +53,7 @@ GRAB = Script("grab")
 RELEASE = Script("release")
 SNAPSHOT = Script("snapshot")
 SET_STATE = Script("set_state")
-VIEW = Script("view")
-REMEMBER = Script("remember")
-ALL = (GRAB, RELEASE, SNAPSHOT, SET_STATE, VIEW, REMEMBER)
+ALL = (GRAB, RELEASE, SNAPSHOT, SET_STATE)
 
 
 async def load_all(client: aioredis.Redis) -> None:

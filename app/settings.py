@@ -49,12 +49,9 @@ class Settings:
     staff_session_ttl_seconds: int
     sales_office_address: str
     # Grab levers, switchable for benchmarks: answer grabs before the router,
-    # send them over one pipelined connection instead of redis-py's pool, and
-    # answer clicks on spaces held by others from each worker's recent view.
+    # and send them over one pipelined connection instead of redis-py's pool.
     grab_fast_path: bool = True
     grab_lean_client: bool = True
-    grab_held_view: bool = True
-    held_view_max_age_ms: int = 100
     # Prometheus counters and histograms; off only to measure their cost.
     metrics: bool = True
     # Password for `parking-sale add-staff` in scripts; kept out of repr.
@@ -139,10 +136,6 @@ def load_settings(
             run_expirer=_flag(config, "PARKING_RUN_EXPIRER", True),
             grab_fast_path=_flag(config, "PARKING_GRAB_FAST_PATH", True),
             grab_lean_client=_flag(config, "PARKING_GRAB_LEAN_CLIENT", True),
-            grab_held_view=_flag(config, "PARKING_GRAB_HELD_VIEW", True),
-            held_view_max_age_ms=_ranged(
-                config, "PARKING_HELD_VIEW_MAX_AGE_MS", int, 100, 10, 100
-            ),
             metrics=_flag(config, "PARKING_METRICS", True),
             expire_interval_seconds=_ranged(
                 config, "PARKING_EXPIRE_INTERVAL_SECONDS", float, 30.0, 0.1, 3600.0

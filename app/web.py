@@ -41,7 +41,6 @@ from app.database import create_pool
 from app.errors import STORE_UNAVAILABLE, AppError
 from app.grab_endpoint import GrabEndpoint
 from app.grabbing import GrabService
-from app.held_view import HeldViews
 from app.hold_refs import HoldRefs
 from app.logs import configure_logging, new_request_id, request_id
 from app.persister import Persister
@@ -192,9 +191,6 @@ async def start_services(settings: Settings) -> Services:
         catalog,
         TokenBuckets(settings.rate_per_second, settings.rate_burst),
         settings.postgres_timeout_seconds,
-        HeldViews(client, settings.held_view_max_age_ms / 1000)
-        if settings.grab_held_view
-        else None,
     )
     return Services(
         settings=settings,

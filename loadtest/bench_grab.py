@@ -255,16 +255,10 @@ async def check_stores(database_url: str, redis_url: str, sale_id: int) -> str:
         await pool.close()
 
 
-_OFF = {"PARKING_GRAB_HELD_VIEW": "false"}
 CONFIGS = {
-    "router": {
-        "PARKING_GRAB_FAST_PATH": "false",
-        "PARKING_GRAB_LEAN_CLIENT": "false",
-        **_OFF,
-    },
-    "lean": {"PARKING_GRAB_FAST_PATH": "false", **_OFF},
-    "lean+fast": {**_OFF},
-    "+view": {"PARKING_GRAB_HELD_VIEW": "true"},
+    "router": {"PARKING_GRAB_FAST_PATH": "false", "PARKING_GRAB_LEAN_CLIENT": "false"},
+    "lean": {"PARKING_GRAB_FAST_PATH": "false"},
+    "lean+fast": {},
     "no-metrics": {"PARKING_METRICS": "false"},
 }
 MIXES = ("launch", "write-heavy")
@@ -283,8 +277,7 @@ def main() -> int:
         default=list(CONFIGS),
         help="grab levers to compare: router (redis-py through the router), "
         "lean (pipelined client), lean+fast (and answered before the router), "
-        "+view (and clicks on held spaces answered from the worker's view), "
-        "no-metrics (+view without Prometheus counting)",
+        "no-metrics (lean+fast without Prometheus counting)",
     )
     parser.add_argument("--mixes", nargs="+", choices=MIXES, default=list(MIXES))
     parser.add_argument("--rounds", type=int, default=3)
