@@ -10,7 +10,6 @@ import logging
 import time
 from typing import Any
 
-import asyncpg
 import orjson
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -19,6 +18,7 @@ from starlette.routing import Route
 
 from app import errors, passwords
 from app.catalog import SaleView
+from app.database import DB_ERRORS
 from app.grab_input import check_idempotency_key, requested_labels
 from app.holds import buyer_holds
 from app.inputs import path_int, read_body, read_json_object, text_field
@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 MAX_LOGIN_FAILURES = 5
 MAX_ADDRESS_FAILURES = 50
 LOGIN_FAILURE_WINDOW_SECONDS = 900
-
-DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def json_response(

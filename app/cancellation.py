@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from redis.exceptions import RedisError
 
 from app import audit
+from app.database import DB_ERRORS
 from app.errors import BadRequest, HoldChanged, HoldSigned
 from app.hold_locks import LockedHold, lock_hold, refuse_if_ended
 from app.redis_store import RedisStore
@@ -28,7 +28,6 @@ from app.waiting_list import lapse_offers
 logger = logging.getLogger(__name__)
 
 CANCELLABLE = ("held", "paid")
-POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def _changed_message(hold: LockedHold, expected_status: str) -> str:
@@ -104,7 +103,7 @@ async def cancel_hold(
     try:
         for ended in await ended_holds(pool, [hold.id]):
             await free_space(pool, store, ended)
-    except (RedisError, *POSTGRES_ERRORS) as exc:
+    except (RedisError, *DB_ERRORS) as exc:
         # The cancellation is committed, and the expirer's sweep frees the space.
         logger.warning(
             "space_not_freed",

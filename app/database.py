@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
+# What a query raises when Postgres is down, slow or refuses it.
+DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
 # Any fixed number; every migrating process takes this advisory lock first.
 _MIGRATION_LOCK = 7_031_954
 

@@ -69,10 +69,11 @@ class GrabService:
         idempotency_key: str,
         labels: list[str],
     ) -> GrabAnswer:
-        """Hold the first free space of `labels`, or say why not.
+        """Hold the first free space of `labels` and return the win or the loss.
 
-        Wins and losses are answers; only a refused request (429) and a
-        store that is down (503) raise an `AppError`.
+        Losses are returned, not raised, because at launch nearly every click
+        loses. Only a refused request (429) and a store that is down (503)
+        raise an `AppError`.
         """
         if not self.limiter.allow((sale_id, registration_no)):
             retry = self.limiter.retry_after((sale_id, registration_no))
@@ -176,31 +177,20 @@ class GrabService:
 
     @classmethod
     def _loss(cls, reply: GrabReply, labels: list[str]) -> GrabAnswer:
-        if reply.outcome == "space_taken":
-            return cls._taken(labels, reply.replayed)
         error = cls._loss_error(reply, labels)
         return GrabAnswer(error.status, error.body(), reply.replayed)
-
-    @staticmethod
-    def _taken(labels: list[str], replayed: bool) -> GrabAnswer:
-        # The commonest answer of a launch, built without an exception object.
-        if len(labels) == 1:
-            message = f"{labels[0]} is already taken."
-        else:
-            message = f"{', '.join(labels)} are all already taken."
-        body: dict[str, Any] = {
-            "error": errors.SpaceTaken.code,
-            "message": message,
-            "spaces": labels,
-        }
-        if replayed:
-            body["replayed"] = True
-        return GrabAnswer(errors.SpaceTaken.status, body, replayed)
 
     @staticmethod
     def _loss_error(reply: GrabReply, labels: list[str]) -> errors.AppError:
         outcome = reply.outcome
         replayed = {"replayed": True} if reply.replayed else {}
+        if outcome == "space_taken":
+            which = labels[0] if len(labels) == 1 else ", ".join(labels)
+            return errors.SpaceTaken(
+                f"{which} {'is' if len(labels) == 1 else 'are all'} already taken.",
+                spaces=labels,
+                **replayed,
+            )
         if outcome == "limit_reached":
             return errors.LimitReached(
                 f"You already hold {reply.limit} space(s), your limit in this sale.",

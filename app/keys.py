@@ -25,14 +25,11 @@ class SaleKeys:
     grants: str
 
     @staticmethod
+    @functools.lru_cache(maxsize=4096)
     def for_sale(sale_id: int) -> SaleKeys:
-        """Return the sale's key names (cached: every grab needs them)."""
-        return _for_sale(sale_id)
-
-    @classmethod
-    def build(cls, sale_id: int) -> SaleKeys:
+        """Return the sale's key names, cached because every grab needs them."""
         tag = f"{{sale:{sale_id}}}"
-        return cls(
+        return SaleKeys(
             sale_id=sale_id,
             meta=f"{tag}:meta",
             spaces=f"{tag}:spaces",
@@ -56,8 +53,3 @@ class SaleKeys:
             self.limits,
             self.counts,
         )
-
-
-@functools.lru_cache(maxsize=4096)
-def _for_sale(sale_id: int) -> SaleKeys:
-    return SaleKeys.build(sale_id)

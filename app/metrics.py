@@ -86,9 +86,9 @@ def flush() -> None:
     _outcomes.clear()
     for endpoint, counts in _latencies.items():
         child = REQUEST_SECONDS.labels(endpoint)
-        # The client has no call for many observations at once; its own
-        # observe() adds to the same per-bucket values (tests/test_health.py
-        # checks the result against observe()).
+        # The client has no call for many observations at once. Its own
+        # observe() adds to these per-bucket values, and tests/test_metrics.py
+        # compares the result with a histogram fed by observe().
         child._sum.inc(_latency_sums[endpoint])
         for bucket, count in zip(child._buckets, counts, strict=True):
             if count:

@@ -18,9 +18,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from app import audit, errors
-from app.api_buyer import DB_ERRORS, _phase, _view
+from app.api_buyer import _phase, _view
 from app.catalog import SaleView
 from app.csrf import check_origin
+from app.database import DB_ERRORS
 from app.grabbing import MAX_RANKED
 from app.hold_refs import qr_svg
 from app.holds import buyer_holds

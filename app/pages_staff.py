@@ -22,8 +22,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from app import cancellation, contracts, csrf, errors, payments, reports, sales, staff
-from app.api_buyer import DB_ERRORS
 from app.api_staff import MAX_INT_FIELD, current_member, office
+from app.database import DB_ERRORS
 from app.hold_search import STATUSES, HoldQuery, hold_detail, search
 from app.inputs import check_plain_text, is_ascii_digits, yuan_to_fen
 from app.services import Services, services

@@ -181,7 +181,8 @@ class LoginThrottle:
         except RedisError as exc:
             logger.warning("login_failure_not_counted", extra={"error": repr(exc)})
 
-    async def clear_account(self, username: str, address: str) -> None:
+    async def clear_address(self, username: str, address: str) -> None:
+        """Forget the account's failures from this address, after a login."""
         try:
             await self.client.delete(self._keys(username, address)[0])
         except RedisError as exc:
@@ -215,7 +216,7 @@ async def authenticate(
         await throttle.count_failure(username, address)
         logger.info("staff_login_failed", extra={"username": username})
         raise Unauthorized("The username or the password is wrong.")
-    await throttle.clear_account(username, address)
+    await throttle.clear_address(username, address)
     return _member(row)
 
 

@@ -15,10 +15,10 @@
 --                duration, so done() also prints "elapsed N responses S
 --                seconds", from the first request to the last response.
 --   PREBUILT     if set, each thread builds this many requests before the
---                clock starts and sends them in turn (then builds more on
---                the fly), and no response is read by Lua: wrk then costs
---                about as much per grab as per bare request. The status
---                codes are not counted (wrk still counts non-2xx answers).
+--                clock starts and sends them in turn, then builds more on
+--                the fly. No response is read by Lua, so wrk costs about as
+--                much per grab as per bare request. The status codes are
+--                then not counted, but wrk still counts non-2xx responses.
 -- Each request uses a fresh Idempotency-Key. Unless PREBUILT is set, the
 -- status codes are counted and printed by done() as one line
 -- "statuses 201=... 409=...".
