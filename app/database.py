@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
-# What a query raises when Postgres is down, slow or refuses it.
+# Exceptions a query raises when Postgres is down, slow or rejects it.
 DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 # Any fixed number; every migrating process takes this advisory lock first.
